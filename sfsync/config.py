@@ -193,7 +193,10 @@ class Settings(_Model):
 
     def secrets(self) -> list[str]:
         """Every secret value in the configuration (for log redaction)."""
-        return [v.get_secret_value() for v in _walk_secrets(self) if v.get_secret_value()]
+        found = [v.get_secret_value() for v in _walk_secrets(self) if v.get_secret_value()]
+        for b in self.billers:  # kind-specific settings are plain data here: go by key name
+            found.extend(_named_secrets(b.kind_settings()))
+        return found
 
 
 def _walk_secrets(obj: Any) -> Iterator[SecretStr]:
@@ -300,15 +303,15 @@ def load_settings(path: str | Path | None = None, *, required: bool = True) -> S
         raise ConfigError(msg, file=fname, key=_fmt_loc(err["loc"])) from None
     settings.source = file if file.exists() else None
     _check_billers(settings, fname)
-    for key, problem in settings.salesforce.check_complete():
+    for key, problem in (settings.salesforce.check_complete() if settings.source else []):
         raise ConfigError(problem, file=fname, key=f"salesforce.{key}")
     return settings
 
 
 def _check_billers(settings: Settings, fname: str) -> None:
-    from sfsync.billers import BILLER_KINDS  # billers import config types; import late
-
     seen: set[str] = set()
+    if settings.billers:
+        from sfsync.billers import BILLER_KINDS  # the registry imports pandas/pyarrow: only when needed
     for i, b in enumerate(settings.billers):
         if b.name in seen:
             raise ConfigError(f"duplicate biller name {b.name!r}", file=fname, key=f"billers[{i}].name")
@@ -354,6 +357,16 @@ def masked(settings: Settings) -> dict[str, Any]:
 
 
 _SECRET_NAMES = re.compile(r"(password|secret|token|api_key|apikey|private_key|credential)", re.I)
+
+
+def _named_secrets(d: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.extend(_named_secrets(v))
+        elif isinstance(v, str) and v and _SECRET_NAMES.search(k) and not k.endswith(("_file", "_url", "_env")):
+            out.append(v)
+    return out
 
 
 def _mask_by_name(d: dict[str, Any]) -> None:
