@@ -12,6 +12,7 @@ import hashlib
 import os
 import socket
 import threading
+import time
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -111,7 +112,7 @@ class RunLock:
         conn.commit()
         if not got:
             conn.close()
-            raise LockHeld(self._held_message(self._holder()))
+            raise LockHeld(self._held_message(self._wait_for_holder_row()))
         self._pg_conn = conn
         # We hold the advisory lock, so any row left behind belongs to a dead holder.
         with self.store.engine.begin() as c:
@@ -142,6 +143,16 @@ class RunLock:
                     return
         self._release_pg_quietly()
         raise LockHeld(self._held_message(self._holder()))
+
+    def _wait_for_holder_row(self) -> dict[str, Any] | None:
+        # The winner takes the advisory lock a moment before it writes the row that names it:
+        # give it that moment so the refusal can say who holds the lock.
+        for _ in range(20):
+            holder = self._holder()
+            if holder is not None:
+                return holder
+            time.sleep(0.05)
+        return None
 
     def _release_pg_quietly(self) -> None:
         if self._pg_conn is not None:
