@@ -179,6 +179,10 @@ def _projection(ctx: Context, meta: ObjectMeta, query: Query) -> tuple[Callable[
     seen: set[str] = set()
     for item in query.select:
         expr = item.expr
+        if item.alias is not None:
+            # Aliases belong to aggregate queries only.
+            raise ctx.error("MALFORMED_QUERY", item.alias_line, item.alias_column,
+                            f"unexpected token: '{item.alias}'")
         if isinstance(expr, Call):
             if expr.name not in PASS_THROUGH or not isinstance(expr.arg, FieldPath):
                 raise ctx.error("MALFORMED_QUERY", expr.line, expr.column,

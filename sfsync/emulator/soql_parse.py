@@ -106,6 +106,8 @@ class SelectItem:
 
     expr: Operand
     alias: str | None
+    alias_line: int = 0
+    alias_column: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,14 +247,20 @@ class _ToTree(Transformer[Token, Query]):
     def select_clause(self, _kw: Token, *items: SelectItem) -> tuple[str, tuple[SelectItem, ...]]:
         return ("select", items)
 
-    def select_field(self, path: FieldPath) -> SelectItem:
-        return SelectItem(path, None)
+    def select_field(self, path: FieldPath, alias: Token | None = None) -> SelectItem:
+        return self._item(path, alias)
 
-    def select_call(self, call: Call, alias: str | None = None) -> SelectItem:
-        return SelectItem(call, alias)
+    def select_call(self, call: Call, alias: Token | None = None) -> SelectItem:
+        return self._item(call, alias)
 
-    def alias(self, token: Token) -> str:
-        return str(token)
+    @staticmethod
+    def _item(expr: Operand, alias: Token | None) -> SelectItem:
+        if alias is None:
+            return SelectItem(expr, None)
+        return SelectItem(expr, str(alias), alias.line or 1, alias.column or 1)
+
+    def alias(self, token: Token) -> Token:
+        return token
 
     def call(self, name: Token, arg: Operand | None) -> Call:
         return Call(str(name).upper(), arg, name.line or 1, name.column or 1)
@@ -386,7 +394,8 @@ def _malformed(text: str, exc: UnexpectedInput) -> SoqlError:
     line = getattr(exc, "line", None)
     column = getattr(exc, "column", None)
     if isinstance(exc, UnexpectedToken):
-        tok = exc.token
+        tok = _misread_alias(exc) or exc.token
+        line, column = tok.line, tok.column
         what = "<EOF>" if tok.type == "$END" else str(tok)
         if tok.type == "$END":
             line, column = _end_position(text)
@@ -405,6 +414,21 @@ def _malformed(text: str, exc: UnexpectedInput) -> SoqlError:
     if not isinstance(line, int) or line < 1:
         line, column = _end_position(text)
     return SoqlError("MALFORMED_QUERY", located(text, line, column, f"unexpected token: '{what}'"))
+
+
+def _misread_alias(exc: UnexpectedToken) -> Token | None:
+    """The word taken as a SELECT alias just before the error, if that is what happened.
+
+    ``SELECT Id FORM Account`` reads FORM as an alias of Id and then stumbles on
+    Account; the typo is FORM, which is what Salesforce (and the user) would name.
+    """
+    parser = exc.interactive_parser
+    stack = getattr(getattr(parser, "parser_state", None), "value_stack", None) or []
+    if len(stack) >= 2 and isinstance(stack[-1], Token) and stack[-1].type == "IDENT":
+        below = stack[-2]
+        if getattr(below, "data", None) in ("field_path", "call"):
+            return stack[-1]
+    return None
 
 
 def _end_position(text: str) -> tuple[int, int]:
