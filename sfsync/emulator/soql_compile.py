@@ -161,8 +161,9 @@ class Context:
 
 
 def _today(org: Any) -> date:
-    now = getattr(org, "now", None)
-    value = now() if callable(now) else None
+    """Today in UTC by the org's clock (``org.clock()``, or ``org.now()``), else the wall clock."""
+    clock = getattr(org, "clock", None) or getattr(org, "now", None)
+    value = clock() if callable(clock) else None
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).date() if value.tzinfo else value.date()
     if isinstance(value, date):

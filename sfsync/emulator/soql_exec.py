@@ -26,7 +26,8 @@ from sfsync.emulator.soql_compile import (
     resolve_row_operand,
 )
 from sfsync.emulator.soql_parse import And, Call, Compare, FieldPath, Operand, Query
-from sfsync.emulator.soql_values import BOOLEAN, ID, NUMBER, formatter, json_value, normalizer, safe_key
+from sfsync.emulator.errors import SfApiError
+from sfsync.emulator.soql_values import BOOLEAN, ID, NUMBER, TEXT, category, formatter, json_value, normalizer, safe_key
 from sfsync.limits import DEFAULT_API_VERSION
 
 MAX_OFFSET = 2000  # Salesforce refuses larger OFFSETs
@@ -116,19 +117,19 @@ def _by_ids(ctx: Context, meta: ObjectMeta, values: list[str], include_deleted: 
 def _by_index(ctx: Context, meta: ObjectMeta, fd: dict[str, Any], values: list[str],
               include_deleted: bool) -> list[dict[str, Any]] | None:
     find_by = getattr(ctx.org, "find_by", None)
-    # Only fields the org indexes, and only when the index matches like SOQL does
-    # (case-insensitively): a case-sensitive index could miss rows a scan would find.
-    if find_by is None or not (fd.get("externalId") or fd.get("unique")) or fd.get("caseSensitive"):
+    # Only text fields the org indexes (external IDs, unique and idLookup fields), and only
+    # when the index matches like SOQL does, case-insensitively: a case-sensitive index
+    # could miss rows that a scan would find.
+    indexed = fd.get("externalId") or fd.get("unique") or fd.get("idLookup")
+    if find_by is None or not indexed or fd.get("caseSensitive") or category(fd["type"]) != TEXT:
         return None
     out: dict[str, dict[str, Any]] = {}
     for value in values:
         try:
-            found = find_by(meta.name, fd["name"], value)
-        except (LookupError, ValueError, TypeError):
+            found = find_by(meta.name, fd["name"], value, include_deleted=include_deleted)
+        except (LookupError, ValueError, TypeError, SfApiError):
             return None
-        if found is None:
-            continue
-        for rec in [found] if isinstance(found, dict) else found:
+        for rec in found or ():
             if include_deleted or not rec.get("IsDeleted"):
                 out.setdefault(rec.get("Id") or str(id(rec)), rec)
     return list(out.values())

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sfsync.emulator.ids import make_id
-from sfsync.emulator.schema import Schema
+from sfsync.emulator.org import Org
 from sfsync.emulator.soql import QueryResult, SoqlError, execute, flat_row, parse
 from sfsync.emulator.soql_parse import unescape
 
@@ -17,59 +17,51 @@ STMT = "vlocity_cmt__Statement__c"
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
 
 
-class FakeOrg:
-    """The slice of the org the engine reads: schema, records, by_id, a clock."""
+class Clock:
+    """A settable clock for the org: inserts stamp CreatedDate, date literals read "today"."""
 
-    def __init__(self) -> None:
-        self.schema = Schema.load_default()
-        self.rows: dict[str, list[dict[str, Any]]] = {}
-        self.ids: dict[str, dict[str, Any]] = {}
-        self.counter = 0
+    def __init__(self, now: datetime) -> None:
+        self.now = now
 
-    def insert(self, sobject: str, **values: Any) -> str:
-        obj = self.schema.get(sobject)
-        self.counter += 1
-        rec: dict[str, Any] = {"Id": make_id(obj.key_prefix, self.counter), "IsDeleted": False,
-                               "CreatedDate": "2026-03-01T10:00:00.000+0000"}
-        rec.update(values)
-        self.rows.setdefault(obj.name, []).append(rec)
-        self.ids[rec["Id"]] = rec
-        return rec["Id"]
+    def __call__(self) -> datetime:
+        return self.now
 
-    def delete(self, rid: str) -> None:
-        self.ids[rid]["IsDeleted"] = True
 
-    def records(self, sobject: str, include_deleted: bool = False) -> list[dict[str, Any]]:
-        name = self.schema.get(sobject).name
-        return [r for r in self.rows.get(name, []) if include_deleted or not r["IsDeleted"]]
+def insert(org: Org, sobject: str, **values: Any) -> str:
+    (result,) = org.dml(sobject, "insert", [values])
+    assert result.success, result.errors
+    assert result.id is not None
+    return result.id
 
-    def by_id(self, rid: str) -> dict[str, Any] | None:
-        return self.ids.get(rid)
 
-    def now(self) -> datetime:
-        return NOW
+def id_of(org: Org, sobject: str, name: str) -> str:
+    (rec,) = org.find_by(sobject, "Name", name)
+    return str(rec["Id"])
 
 
 @pytest.fixture
-def org() -> FakeOrg:
-    org = FakeOrg()
-    acme = org.insert("Account", Name="Acme", AccountNumber="A-1", AnnualRevenue=1000.0, NumberOfEmployees=10)
-    beta = org.insert("Account", Name="beta", AccountNumber="A-2", ParentId=acme, NumberOfEmployees=None)
-    org.insert("Account", Name="Gamma_co", AccountNumber=None, ParentId=acme, AnnualRevenue=50.0,
-               CreatedDate="2026-02-10T08:30:00.000+0000")
-    s1 = org.insert(STMT, Name="S1", vlocity_cmt__AccountId__c=acme, vlocity_cmt__ExternalID__c="ST-1",
-                    vlocity_cmt__StatementDate__c="2026-02-28", vlocity_cmt__BalanceDue__c=10.5,
-                    vlocity_cmt__Status__c="Approved")
-    s2 = org.insert(STMT, Name="S2", vlocity_cmt__AccountId__c=beta, vlocity_cmt__ExternalID__c="ST-2",
-                    vlocity_cmt__StatementDate__c="2026-03-14", vlocity_cmt__BalanceDue__c=None,
-                    vlocity_cmt__Status__c="Pending")
+def org() -> Org:
+    clock = Clock(datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc))
+    org = Org(clock=clock)
+    acme = insert(org, "Account", Name="Acme", AccountNumber="A-1", AnnualRevenue=1000, NumberOfEmployees=10)
+    beta = insert(org, "Account", Name="beta", AccountNumber="A-2", ParentId=acme)
+    clock.now = datetime(2026, 2, 10, 8, 30, tzinfo=timezone.utc)
+    insert(org, "Account", Name="Gamma_co", ParentId=acme, AnnualRevenue=50)
+    clock.now = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
+    s1 = insert(org, STMT, Name="S1", vlocity_cmt__AccountId__c=acme, vlocity_cmt__ExternalID__c="ST-1",
+                vlocity_cmt__StatementDate__c="2026-02-28", vlocity_cmt__BalanceDue__c=10.5,
+                vlocity_cmt__Status__c="Approved")
+    s2 = insert(org, STMT, Name="S2", vlocity_cmt__AccountId__c=beta, vlocity_cmt__ExternalID__c="ST-2",
+                vlocity_cmt__StatementDate__c="2026-03-14", vlocity_cmt__Status__c="Pending")
+    # Line items are named by the org's autonumber: SLI-000000002 .. SLI-000000005.
     for i, (stmt, cat, amount, sdate) in enumerate([
         (s1, "Usage", 0.1, "2026-02-01"), (s1, "Usage", 0.2, "2026-02-02"), (s1, "Billed", 5.0, None),
         (s2, "Service", 7.25, "2026-03-01"), (s2, None, None, "2026-03-15"),
     ]):
-        org.insert(SLI, Name=f"SLI-{i:09d}", vlocity_cmt__StatementId__c=stmt, vlocity_cmt__ExternalID__c=f"L-{i}",
-                   vlocity_cmt__Category__c=cat, vlocity_cmt__CurrencyAmount__c=amount,
-                   vlocity_cmt__ServiceStartDate__c=sdate, vlocity_cmt__Amount__c=float(i))
+        insert(org, SLI, vlocity_cmt__StatementId__c=stmt, vlocity_cmt__ExternalID__c=f"L-{i}",
+               vlocity_cmt__Category__c=cat, vlocity_cmt__CurrencyAmount__c=amount,
+               vlocity_cmt__ServiceStartDate__c=sdate, vlocity_cmt__Amount__c=i)
+    clock.now = NOW
     return org
 
 
@@ -77,7 +69,7 @@ def names(result: QueryResult, key: str = "Name") -> list[Any]:
     return [r[key] for r in result.records]
 
 
-def error(org: FakeOrg, soql: str, **kw: Any) -> SoqlError:
+def error(org: Org, soql: str, **kw: Any) -> SoqlError:
     with pytest.raises(SoqlError) as info:
         execute(org, soql, **kw)
     assert info.value.status == 400
@@ -87,7 +79,7 @@ def error(org: FakeOrg, soql: str, **kw: Any) -> SoqlError:
 # ---------------------------------------------------------------------------- shape
 
 
-def test_records_have_rest_shape_and_canonical_names(org: FakeOrg) -> None:
+def test_records_have_rest_shape_and_canonical_names(org: Org) -> None:
     res = execute(org, "select id, NAME from ACCOUNT where name = 'acme'")
     assert res.sobject == "Account"
     assert res.fields == ["Id", "Name"]
@@ -98,7 +90,7 @@ def test_records_have_rest_shape_and_canonical_names(org: FakeOrg) -> None:
     assert rec["Name"] == "Acme"
 
 
-def test_parent_paths_nest_records_and_null_parents_are_none(org: FakeOrg) -> None:
+def test_parent_paths_nest_records_and_null_parents_are_none(org: Org) -> None:
     res = execute(org, f"SELECT Name, vlocity_cmt__StatementId__r.vlocity_cmt__ExternalID__c, "
                        f"vlocity_cmt__StatementId__r.vlocity_cmt__AccountId__r.Name FROM {SLI} ORDER BY Name LIMIT 1")
     rec = res.records[0]
@@ -107,7 +99,7 @@ def test_parent_paths_nest_records_and_null_parents_are_none(org: FakeOrg) -> No
     assert parent["vlocity_cmt__ExternalID__c"] == "ST-1"
     assert parent["vlocity_cmt__AccountId__r"]["Name"] == "Acme"
     assert res.fields[1] == "vlocity_cmt__StatementId__r.vlocity_cmt__ExternalID__c"
-    assert flat_row(rec, res.fields) == ["SLI-000000000", "ST-1", "Acme"]
+    assert flat_row(rec, res.fields) == ["SLI-000000001", "ST-1", "Acme"]
 
     accounts = execute(org, "SELECT Name, Parent.Name FROM Account ORDER BY Name")
     assert [r["Parent"] and r["Parent"]["Name"] for r in accounts.records] == [None, "Acme", "Acme"]
@@ -119,7 +111,7 @@ def test_flat_row_matches_paths_case_insensitively() -> None:
     assert flat_row(rec, ["name", "parent.NAME", "Missing__c"]) == ["x", "p", None]
 
 
-def test_values_render_as_salesforce_json(org: FakeOrg) -> None:
+def test_values_render_as_salesforce_json(org: Org) -> None:
     res = execute(org, "SELECT NumberOfEmployees, AnnualRevenue, CreatedDate FROM Account WHERE Name = 'Acme'")
     rec = res.records[0]
     assert rec["NumberOfEmployees"] == 10 and isinstance(rec["NumberOfEmployees"], int)
@@ -165,7 +157,7 @@ def test_values_render_as_salesforce_json(org: FakeOrg) -> None:
         ("CreatedDate = 2026-02-10T08:30:00.000+0000", ["Gamma_co"]),
     ],
 )
-def test_where_operators(org: FakeOrg, where: str, expected: list[str]) -> None:
+def test_where_operators(org: Org, where: str, expected: list[str]) -> None:
     res = execute(org, f"SELECT Name FROM Account WHERE {where}")
     assert sorted(names(res), key=str.lower) == sorted(expected, key=str.lower)
 
@@ -177,13 +169,13 @@ def test_string_literal_escapes() -> None:
         unescape(r"\q")
 
 
-def test_escaped_quote_in_query(org: FakeOrg) -> None:
-    org.insert("Account", Name="O'Brien")
+def test_escaped_quote_in_query(org: Org) -> None:
+    insert(org, "Account", Name="O'Brien")
     assert names(execute(org, r"SELECT Name FROM Account WHERE Name = 'o\'brien'")) == ["O'Brien"]
 
 
-def test_ids_15_and_18_characters(org: FakeOrg) -> None:
-    acme = org.rows["Account"][0]["Id"]
+def test_ids_15_and_18_characters(org: Org) -> None:
+    acme = id_of(org, "Account", "Acme")
     for literal in (acme, acme[:15], acme[:15] + acme[15:].lower()):
         assert names(execute(org, f"SELECT Name FROM Account WHERE Id = '{literal}'")) == ["Acme"]
     assert names(execute(org, f"SELECT Name FROM Account WHERE ParentId = '{acme[:15]}' ORDER BY Name")) == [
@@ -191,17 +183,17 @@ def test_ids_15_and_18_characters(org: FakeOrg) -> None:
     assert names(execute(org, f"SELECT Name FROM Account WHERE Id IN ('{acme}', '{acme[:15]}')")) == ["Acme"]
     assert names(execute(org, f"SELECT Name FROM Account WHERE Id != '{acme}' ORDER BY Name")) == ["beta", "Gamma_co"]
     # An Id of another object's prefix never matches.
-    stmt = org.rows[STMT][0]["Id"]
+    stmt = id_of(org, STMT, "S1")
     assert execute(org, f"SELECT Name FROM Account WHERE Id = '{stmt}'").total_size == 0
 
 
-def test_invalid_id_literal(org: FakeOrg) -> None:
+def test_invalid_id_literal(org: Org) -> None:
     err = error(org, "SELECT Id FROM Account WHERE Id = 'abc'")
     assert err.code == "INVALID_QUERY_FILTER_OPERATOR"
     assert err.message.endswith("invalid ID field: abc")
 
 
-def test_date_fields_and_literals(org: FakeOrg) -> None:
+def test_date_fields_and_literals(org: Org) -> None:
     q = f"SELECT Name FROM {STMT} WHERE vlocity_cmt__StatementDate__c "
     assert names(execute(org, q + "= 2026-02-28")) == ["S1"]
     assert names(execute(org, q + "> 2026-02-28")) == ["S2"]
@@ -222,7 +214,7 @@ def test_date_fields_and_literals(org: FakeOrg) -> None:
     assert names(execute(org, q + "IN (LAST_MONTH, TODAY)")) == ["S1"]
 
 
-def test_datetime_fields_with_date_literals(org: FakeOrg) -> None:
+def test_datetime_fields_with_date_literals(org: Org) -> None:
     q = "SELECT Name FROM Account WHERE CreatedDate "
     assert sorted(names(execute(org, q + "= THIS_MONTH"))) == ["Acme", "beta"]
     assert names(execute(org, q + "= LAST_MONTH")) == ["Gamma_co"]
@@ -232,7 +224,7 @@ def test_datetime_fields_with_date_literals(org: FakeOrg) -> None:
     assert names(execute(org, q + "> TODAY")) == []
 
 
-def test_date_and_datetime_literals_must_fit_the_field(org: FakeOrg) -> None:
+def test_date_and_datetime_literals_must_fit_the_field(org: Org) -> None:
     err = error(org, "SELECT Id FROM Account WHERE CreatedDate > 2026-01-01")
     assert err.code == "INVALID_FIELD"
     assert "must be of type dateTime and should not be enclosed in quotes" in err.message
@@ -255,19 +247,19 @@ def test_date_and_datetime_literals_must_fit_the_field(org: FakeOrg) -> None:
         ("Name LIKE 5", "must be of type string"),
     ],
 )
-def test_literal_type_errors(org: FakeOrg, where: str, message: str) -> None:
+def test_literal_type_errors(org: Org, where: str, message: str) -> None:
     err = error(org, f"SELECT Id FROM Account WHERE {where}")
     assert err.code == "INVALID_FIELD"
     assert message in err.message
 
 
-def test_multipicklist_includes_excludes() -> None:
-    org = FakeOrg()
-    org.schema.apply({"objects": {"Account": {"fields": {"Tags__c": {"type": "multipicklist", "picklist": ["a", "b", "c"]}}}}},
-                     where="test")
-    org.insert("Account", Name="one", Tags__c="a;b")
-    org.insert("Account", Name="two", Tags__c="c")
-    org.insert("Account", Name="three", Tags__c=None)
+def test_multipicklist_includes_excludes(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("objects:\n  Account:\n    fields:\n      Tags__c: {type: multipicklist, picklist: [a, b, c]}\n")
+    org = Org(schema_overlay=overlay)
+    insert(org, "Account", Name="one", Tags__c="a;b")
+    insert(org, "Account", Name="two", Tags__c="c")
+    insert(org, "Account", Name="three")
     q = "SELECT Name FROM Account WHERE Tags__c "
     assert names(execute(org, q + "INCLUDES ('A')")) == ["one"]
     assert names(execute(org, q + "INCLUDES ('a;b', 'c')")) == ["one", "two"]
@@ -276,7 +268,7 @@ def test_multipicklist_includes_excludes() -> None:
     assert error(org, "SELECT Id FROM Account WHERE Name INCLUDES ('a')").code == "INVALID_FIELD"
 
 
-def test_semi_join(org: FakeOrg) -> None:
+def test_semi_join(org: Org) -> None:
     res = execute(org, f"SELECT Name FROM Account WHERE Id IN (SELECT vlocity_cmt__AccountId__c FROM {STMT} "
                        "WHERE vlocity_cmt__Status__c = 'pending')")
     assert names(res) == ["beta"]
@@ -288,7 +280,7 @@ def test_semi_join(org: FakeOrg) -> None:
 # ---------------------------------------------------------------------------- ORDER BY, LIMIT, OFFSET
 
 
-def test_order_by_defaults_nulls_first_asc_last_desc(org: FakeOrg) -> None:
+def test_order_by_defaults_nulls_first_asc_last_desc(org: Org) -> None:
     asc = execute(org, "SELECT Name, AnnualRevenue FROM Account ORDER BY AnnualRevenue")
     assert names(asc) == ["beta", "Gamma_co", "Acme"]
     desc = execute(org, "SELECT Name FROM Account ORDER BY AnnualRevenue DESC")
@@ -299,14 +291,14 @@ def test_order_by_defaults_nulls_first_asc_last_desc(org: FakeOrg) -> None:
         "beta", "Acme", "Gamma_co"]
 
 
-def test_order_by_text_ignores_case_and_multiple_keys(org: FakeOrg) -> None:
+def test_order_by_text_ignores_case_and_multiple_keys(org: Org) -> None:
     assert names(execute(org, "SELECT Name FROM Account ORDER BY Name")) == ["Acme", "beta", "Gamma_co"]
     res = execute(org, f"SELECT Name FROM {SLI} ORDER BY vlocity_cmt__StatementId__r.Name DESC, "
                        "vlocity_cmt__CurrencyAmount__c DESC NULLS LAST")
-    assert names(res) == ["SLI-000000003", "SLI-000000004", "SLI-000000002", "SLI-000000001", "SLI-000000000"]
+    assert names(res) == ["SLI-000000004", "SLI-000000005", "SLI-000000003", "SLI-000000002", "SLI-000000001"]
 
 
-def test_limit_and_offset(org: FakeOrg) -> None:
+def test_limit_and_offset(org: Org) -> None:
     base = f"SELECT Name FROM {SLI} ORDER BY Name"
     every = names(execute(org, base))
     assert names(execute(org, base + " LIMIT 2")) == every[:2]
@@ -321,7 +313,7 @@ def test_limit_and_offset(org: FakeOrg) -> None:
 # ---------------------------------------------------------------------------- aggregates
 
 
-def test_count_star(org: FakeOrg) -> None:
+def test_count_star(org: Org) -> None:
     res = execute(org, "SELECT COUNT() FROM Account")
     assert (res.total_size, res.records) == (3, [])
     assert execute(org, "SELECT COUNT() FROM Account WHERE ParentId != null").total_size == 2
@@ -329,7 +321,7 @@ def test_count_star(org: FakeOrg) -> None:
     assert error(org, "SELECT COUNT(), Name FROM Account").code == "MALFORMED_QUERY"
 
 
-def test_count_field_without_group_by(org: FakeOrg) -> None:
+def test_count_field_without_group_by(org: Org) -> None:
     res = execute(org, "SELECT COUNT(Id), COUNT(AnnualRevenue) n FROM Account")
     assert res.records == [{"attributes": {"type": "AggregateResult"}, "expr0": 3, "n": 2}]
     assert res.fields == ["expr0", "n"]
@@ -337,30 +329,30 @@ def test_count_field_without_group_by(org: FakeOrg) -> None:
     assert empty.records == [{"attributes": {"type": "AggregateResult"}, "expr0": 0, "expr1": None}]
 
 
-def test_group_by_with_aggregates(org: FakeOrg) -> None:
+def test_group_by_with_aggregates(org: Org) -> None:
     res = execute(org, f"SELECT vlocity_cmt__Category__c, COUNT(Id) cnt, SUM(vlocity_cmt__CurrencyAmount__c), "
                        f"MIN(vlocity_cmt__ServiceStartDate__c), MAX(Name), AVG(vlocity_cmt__Amount__c) "
                        f"FROM {SLI} GROUP BY vlocity_cmt__Category__c ORDER BY vlocity_cmt__Category__c NULLS LAST")
     assert res.fields == ["vlocity_cmt__Category__c", "cnt", "expr0", "expr1", "expr2", "expr3"]
     rows = [[r[k] for k in res.fields] for r in res.records]
     assert rows == [
-        ["Billed", 1, 5.0, None, "SLI-000000002", 2.0],
-        ["Service", 1, 7.25, "2026-03-01", "SLI-000000003", 3.0],
-        ["Usage", 2, 0.3, "2026-02-01", "SLI-000000001", 0.5],
-        [None, 1, None, "2026-03-15", "SLI-000000004", 4.0],
+        ["Billed", 1, 5.0, None, "SLI-000000003", 2.0],
+        ["Service", 1, 7.25, "2026-03-01", "SLI-000000004", 3.0],
+        ["Usage", 2, 0.3, "2026-02-01", "SLI-000000002", 0.5],
+        [None, 1, None, "2026-03-15", "SLI-000000005", 4.0],
     ]
 
 
-def test_group_by_relationship_having_and_order_by_aggregate(org: FakeOrg) -> None:
+def test_group_by_relationship_having_and_order_by_aggregate(org: Org) -> None:
     res = execute(org, f"SELECT vlocity_cmt__StatementId__r.Name, COUNT(Id) FROM {SLI} "
                        "GROUP BY vlocity_cmt__StatementId__r.Name HAVING COUNT(Id) > 2")
     assert [(r["Name"], r["expr0"]) for r in res.records] == [("S1", 3)]
     res = execute(org, f"SELECT vlocity_cmt__StatementId__c s, SUM(vlocity_cmt__Amount__c) total FROM {SLI} "
                        "GROUP BY vlocity_cmt__StatementId__c ORDER BY SUM(vlocity_cmt__Amount__c) DESC LIMIT 1")
-    assert res.records[0]["total"] == 7.0 and res.records[0]["s"] == org.rows[STMT][1]["Id"]
+    assert res.records[0]["total"] == 7.0 and res.records[0]["s"] == id_of(org, STMT, "S2")
 
 
-def test_group_by_date_function(org: FakeOrg) -> None:
+def test_group_by_date_function(org: Org) -> None:
     res = execute(org, f"SELECT CALENDAR_MONTH(vlocity_cmt__ServiceStartDate__c), COUNT(Id) FROM {SLI} "
                        "WHERE vlocity_cmt__ServiceStartDate__c != null "
                        "GROUP BY CALENDAR_MONTH(vlocity_cmt__ServiceStartDate__c) ORDER BY CALENDAR_MONTH(vlocity_cmt__ServiceStartDate__c)")
@@ -368,7 +360,7 @@ def test_group_by_date_function(org: FakeOrg) -> None:
     assert execute(org, "SELECT Name FROM Account WHERE CALENDAR_YEAR(CreatedDate) = 2026").total_size == 3
 
 
-def test_aggregate_errors(org: FakeOrg) -> None:
+def test_aggregate_errors(org: Org) -> None:
     err = error(org, "SELECT Name, COUNT(Id) FROM Account")
     assert err.code == "MALFORMED_QUERY" and err.message.endswith("Field must be grouped or aggregated: Name")
     err = error(org, "SELECT SUM(Name) FROM Account")
@@ -380,9 +372,9 @@ def test_aggregate_errors(org: FakeOrg) -> None:
 # ---------------------------------------------------------------------------- deleted rows
 
 
-def test_deleted_rows_only_with_include_deleted(org: FakeOrg) -> None:
-    gamma = org.rows["Account"][2]["Id"]
-    org.delete(gamma)
+def test_deleted_rows_only_with_include_deleted(org: Org) -> None:
+    gamma = id_of(org, "Account", "Gamma_co")
+    assert org.dml("Account", "delete", [{"Id": gamma}])[0].success
     assert names(execute(org, "SELECT Name FROM Account ORDER BY Name")) == ["Acme", "beta"]
     everything = execute(org, "SELECT Name, IsDeleted FROM Account ORDER BY Name", include_deleted=True)
     assert [(r["Name"], r["IsDeleted"]) for r in everything.records] == [
@@ -410,19 +402,19 @@ def test_deleted_rows_only_with_include_deleted(org: FakeOrg) -> None:
         ("", "<EOF>"),
     ],
 )
-def test_malformed_queries_name_the_token(org: FakeOrg, soql: str, token: str) -> None:
+def test_malformed_queries_name_the_token(org: Org, soql: str, token: str) -> None:
     err = error(org, soql)
     assert err.code == "MALFORMED_QUERY"
     assert err.message.endswith(f"unexpected token: '{token}'")
 
 
-def test_malformed_message_points_at_the_token(org: FakeOrg) -> None:
+def test_malformed_message_points_at_the_token(org: Org) -> None:
     err = error(org, "SELECT Id FORM Account")
     assert err.message == "\nSELECT Id FORM Account\n          ^\nERROR at Row:1:Column:11\nunexpected token: 'FORM'"
     assert err.to_rest() == [{"message": err.message, "errorCode": "MALFORMED_QUERY"}]
 
 
-def test_unknown_field_and_object(org: FakeOrg) -> None:
+def test_unknown_field_and_object(org: Org) -> None:
     err = error(org, "SELECT Id, Foo__c FROM Account")
     assert err.code == "INVALID_FIELD"
     assert err.message.endswith(
@@ -440,7 +432,7 @@ def test_unknown_field_and_object(org: FakeOrg) -> None:
     assert error(org, "SELECT Id, id FROM Account").message.endswith("duplicate field selected: Id")
 
 
-def test_keywords_are_case_insensitive_and_names_may_look_like_keywords(org: FakeOrg) -> None:
+def test_keywords_are_case_insensitive_and_names_may_look_like_keywords(org: Org) -> None:
     res = execute(org, "select name from account where name like 'a%' order by name desc nulls last limit 5 offset 0")
     assert names(res) == ["Acme"]
     # A field named like a keyword is read as a name where a name is expected.
