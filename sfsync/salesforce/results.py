@@ -114,14 +114,16 @@ class Outcomes:
 
     def to_frame(self, index: pd.Index) -> pd.DataFrame:
         """A frame with :data:`RESULT_COLUMNS`, indexed like the input."""
+        # Object dtype on purpose: pandas would otherwise turn missing Ids into NaN.
+        text = {name: pd.Series(getattr(self, name), index=index, dtype=object) for name in ("id", "error_code", "message")}
         return pd.DataFrame(
             {
-                "success": self.success,
-                "id": self.id,
-                "created": self.created,
-                "error_code": self.error_code,
-                "message": self.message,
-                "retried": self.retried,
+                "success": pd.Series(self.success, index=index),
+                "id": text["id"],
+                "created": pd.Series(self.created, index=index),
+                "error_code": text["error_code"],
+                "message": text["message"],
+                "retried": pd.Series(self.retried, index=index),
             },
             index=index,
         )
@@ -133,14 +135,16 @@ def frame_to_results(frame: pd.DataFrame) -> list[RowResult]:
     return list(map(RowResult, *columns))
 
 
-def split_errors(errors: pa.Array | np.ndarray | list[str]) -> tuple[np.ndarray, np.ndarray]:
+def split_errors(errors: pa.Array | pa.ChunkedArray | np.ndarray | list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Split bulk error strings ``CODE:message:fields --`` into codes and messages.
 
     ``"REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --"`` gives
     ``("REQUIRED_FIELD_MISSING", "Required fields are missing: [Name]")``. A string
     without a leading code keeps the whole text as message, with code ``UNKNOWN_ERROR``.
     """
-    arr = pa.array(errors, type=pa.string()) if not isinstance(errors, pa.Array) else errors.cast(pa.string())
+    if isinstance(errors, pa.ChunkedArray):
+        errors = errors.combine_chunks()
+    arr = errors.cast(pa.large_string()) if isinstance(errors, pa.Array) else pa.array(errors, type=pa.large_string())
     arr = pc.fill_null(arr, "")
     parts = pc.extract_regex(arr, r"^(?P<code>[A-Z][A-Z0-9_]*):(?P<rest>[\s\S]*)$")
     valid = pc.is_valid(parts)
@@ -161,7 +165,7 @@ def _as_keys(table: pa.Table, columns: list[str]) -> pa.Array:
         arrays.append(pc.fill_null(col.cast(pa.large_string()), ""))
     if len(arrays) == 1:
         return arrays[0]
-    return pc.binary_join_element_wise(*arrays, "\x1f")
+    return pc.binary_join_element_wise(*arrays, pa.scalar("\x1f", pa.large_string()))
 
 
 def _with_occurrence(keys: pa.Array) -> pa.Array:
