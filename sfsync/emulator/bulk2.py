@@ -42,9 +42,9 @@ from sfsync.emulator.bulk_engine import (
     JOB_PREFIX,
     HeaderError,
     Outcomes,
-    consume_limit,
-    count,
+    csv_records,
     external_id_name,
+    note_batches,
     now,
     object_name,
     resolve_header,
@@ -52,7 +52,14 @@ from sfsync.emulator.bulk_engine import (
     sf_datetime,
     store_for,
 )
-from sfsync.emulator.bulk_http import BodyTooLarge, BulkRequest, BulkResponse, json_response, stream_response
+from sfsync.emulator.bulk_http import (
+    BodyTooLarge,
+    BulkRequest,
+    BulkResponse,
+    json_response,
+    mount,
+    stream_response,
+)
 from sfsync.limits import BULK2_INTERNAL_BATCH, BULK2_MAX_UPLOAD_BYTES
 
 #: Bulk 2.0 internal batches that Salesforce runs at once (what contends for parent locks).
@@ -138,7 +145,6 @@ def handle(org: Any, req: BulkRequest) -> BulkResponse:
     Returns:
         The response, with Salesforce's status codes and error bodies.
     """
-    count(org, "bulk2")
     parts = [p for p in req.path.split("/") if p]
     if not parts or parts[0] not in ("ingest", "query"):
         return api_error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -338,18 +344,18 @@ def _run(org: Any, job: IngestJob) -> None:
         job.error_message = str(exc)
         return
     upload = job.upload
-    batches = -(-upload.row_count // BULK2_INTERNAL_BATCH)
-    consume_limit(org, "DailyBulkApiBatches", batches)
+    note_batches(org, -(-upload.row_count // BULK2_INTERNAL_BATCH))
+    batches = (csv_records(names, rows) for rows in upload.chunks(BULK2_INTERNAL_BATCH))
+    outcomes = job.outcomes
     run_waves(
         org,
         job.object,
         job.operation,
         job.external_id,
         "bulk2",
-        names,
-        upload.chunks(BULK2_INTERNAL_BATCH),
+        batches,
         PARALLEL_BATCHES,
-        job.outcomes,
+        lambda _index, results: outcomes.add(results),
     )
     job.state = "JobComplete"
 
@@ -417,3 +423,11 @@ def _unprocessed_rows(job: IngestJob) -> Iterator[list[str]]:
     for index, row in enumerate(job.upload.rows()):
         if index >= limit or not flags[index]:
             yield row
+
+
+#: Mounted by the emulator's router (see :mod:`sfsync.emulator.app`); the router checks
+#: the Bearer session and counts each call as ``bulk2``.
+#: (methods, pattern, handler, auth, kind), the tuple form of ``app.Route``.
+ROUTES = [
+    ("*", r"/services/data/v(?P<version>\d+\.\d)/jobs/(?P<path>(?:ingest|query)(?:/.*)?)", mount(handle), "rest", "bulk2"),
+]

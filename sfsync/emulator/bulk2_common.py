@@ -67,7 +67,7 @@ def read_dialect(payload: dict[str, Any]) -> tuple[str, str] | BulkResponse:
 
 def user_id(org: Any) -> str | None:
     """The id of the org's API user, when the org exposes one."""
-    value = getattr(org, "user_id", None)
+    value = getattr(org, "admin_user_id", None)
     return value if isinstance(value, str) else None
 
 

@@ -33,7 +33,7 @@ from sfsync.emulator.bulk_csv import (
     encode_locator,
     write_rows,
 )
-from sfsync.emulator.bulk_engine import JOB_PREFIX, consume_limit, now, sf_datetime, store_for
+from sfsync.emulator.bulk_engine import JOB_PREFIX, now, sf_datetime, store_for
 from sfsync.emulator.bulk_http import BulkRequest, BulkResponse, json_response, stream_response
 from sfsync.emulator.errors import SfApiError
 from sfsync.emulator.soql_parse import Call
@@ -117,8 +117,9 @@ def handle(org: Any, req: BulkRequest, rest: list[str]) -> BulkResponse:
         return job_not_found()
     if len(rest) == 1:
         if method == "GET":
+            state = job.poll()
             body = job.info(full=True)
-            body["state"] = job.poll()
+            body["state"] = state
             return json_response(200, body)
         if method == "PATCH":
             return _abort(job, req)
@@ -160,7 +161,7 @@ def _create(org: Any, req: BulkRequest) -> BulkResponse:
         result = soql.execute(org, text, include_deleted=operation == "queryAll")
     except SfApiError as exc:
         return api_error(exc.status, exc.code, exc.message)
-    consume_limit(org, "DailyBulkV2QueryJobs")
+    org.note_bulk_query_job()
     store = store_for(org)
     moment = now()
     job = QueryJob(

@@ -214,24 +214,10 @@ class Outcomes:
 # ------------------------------------------------------------------- faults and DML
 
 
-def count(org: Any, kind: str, amount: int = 1) -> None:
-    """Add ``amount`` to the org's counter ``kind`` (``bulk1``, ``bulk2``, ``records_ingested``)."""
-    counters = getattr(org, "counters", None)
-    if counters is None:
-        return
-    bump = getattr(counters, "add", None)
-    if callable(bump):
-        bump(kind, amount)
-    else:
-        counters[kind] = counters.get(kind, 0) + amount
-
-
-def consume_limit(org: Any, name: str, amount: int = 1) -> None:
-    """Take ``amount`` from the org's daily allowance ``name`` (e.g. ``DailyBulkApiBatches``)."""
-    limits = getattr(org, "limits", None)
-    consume = getattr(limits, "consume", None)
-    if callable(consume):
-        consume(name, amount)
+def note_batches(org: Any, amount: int) -> None:
+    """Spend ``amount`` of DailyBulkApiBatches (Bulk 1.0 batches and Bulk 2.0 internal batches)."""
+    if amount > 0:
+        org.note_bulk_batch(amount)
 
 
 def _wave_lock(org: Any, holders: dict[str, int], group: int) -> Callable[[str], bool]:
@@ -256,12 +242,11 @@ def run_waves(
     operation: str,
     external_id: str | None,
     api: str,
-    names: Sequence[str] | None,
-    batches: Iterable[Sequence[Any]],
+    batches: Iterable[list[dict[str, object]]],
     parallel: int,
-    outcomes: Outcomes,
+    sink: Callable[[int, list[DmlResult]], None],
 ) -> None:
-    """Run batches through ``org.dml``, ``parallel`` at a time, appending to ``outcomes``.
+    """Run batches of records through ``org.dml``, ``parallel`` of them at a time.
 
     Args:
         org: The org.
@@ -269,23 +254,22 @@ def run_waves(
         operation: insert, update, upsert, delete or hardDelete.
         external_id: The upsert key field.
         api: ``bulk1`` or ``bulk2`` (the org applies Bulk CSV semantics and counts rows).
-        names: Canonical column names when batches hold CSV rows; None when they hold
-            ready records (JSON/XML batches).
-        batches: The batches, in order.
+        batches: The batches, in order (may be a lazy iterator).
         parallel: How many batches run at the same time (1 = serial: no lock contention).
-        outcomes: Where the per-row results go, in input order.
+        sink: Called with (batch index, results) after each batch, in order.
     """
     contention = parallel > 1 and bool(org.faults.lock_contention.get("enabled"))
     iterator = iter(batches)
+    index = 0
     while True:
         wave = list(islice(iterator, parallel if contention else 1))
         if not wave:
             return
         holders: dict[str, int] = {}
-        for index, batch in enumerate(wave):
-            records = csv_records(names, batch) if names is not None else list(batch)
-            lock = _wave_lock(org, holders, index) if contention and len(wave) > 1 else None
-            outcomes.add(dml(org, sobject, operation, records, external_id, api, lock))
+        for position, records in enumerate(wave):
+            lock = _wave_lock(org, holders, position) if contention and len(wave) > 1 else None
+            sink(index, dml(org, sobject, operation, records, external_id, api, lock))
+            index += 1
 
 
 def dml(

@@ -12,7 +12,8 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
-from urllib.parse import parse_qsl
+
+from werkzeug.wrappers import Request, Response
 
 _READ_BLOCK = 1 << 20
 
@@ -116,52 +117,28 @@ def stream_response(
     return BulkResponse(status, [("Content-Type", content_type), *extra], encoded())
 
 
-# --------------------------------------------------------------------- WSGI adapters
+# ------------------------------------------------------------------- router adapter
 
 
-def request_from_environ(environ: Mapping[str, Any], path: str, api_version: str) -> BulkRequest:
-    """Build a :class:`BulkRequest` from a WSGI environ; ``path`` is below the API root."""
-    headers = {
-        key[5:].replace("_", "-").lower(): str(value) for key, value in environ.items() if key.startswith("HTTP_")
-    }
-    if environ.get("CONTENT_TYPE"):
-        headers["content-type"] = str(environ["CONTENT_TYPE"])
-    length_text = str(environ.get("CONTENT_LENGTH") or "").strip()
-    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-    length = int(length_text) if length_text.isdigit() and not chunked else None
-    if length is None and not chunked and environ.get("REQUEST_METHOD") in ("GET", "DELETE", "HEAD"):
-        length = 0
-    query = dict(parse_qsl(str(environ.get("QUERY_STRING") or ""), keep_blank_values=True))
-    return BulkRequest(
-        method=str(environ.get("REQUEST_METHOD", "GET")).upper(),
-        path=path,
-        api_version=api_version,
-        headers=headers,
-        query=query,
-        stream=environ.get("wsgi.input"),
-        content_length=length,
-    )
+def mount(handle: Callable[[Any, BulkRequest], BulkResponse]) -> Callable[..., Response]:
+    """Wrap ``handle(org, BulkRequest)`` as a router handler (werkzeug request in, WSGI app out).
 
+    The router's pattern must capture ``version`` and ``path`` (the part below the API root).
+    """
 
-_REASONS = {
-    200: "OK",
-    201: "Created",
-    204: "No Content",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    413: "Request Entity Too Large",
-    415: "Unsupported Media Type",
-    500: "Server Error",
-    503: "Service Unavailable",
-}
+    def handler(request: Request, org: Any, version: str, path: str) -> Response:
+        req = BulkRequest(
+            method=request.method.upper(),
+            path=path,
+            api_version=version,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            query=dict(request.args.items()),
+            stream=request.stream,
+            content_length=request.content_length,
+        )
+        resp = handle(org, req)
+        # Headers are passed as given: werkzeug would otherwise add "; charset=utf-8"
+        # to text/csv, which salesforce-bulk's exact comparison refuses.
+        return Response(resp.body, status=resp.status, headers=resp.headers)
 
-
-def to_wsgi(response: BulkResponse, start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """Send a :class:`BulkResponse` through WSGI's ``start_response``."""
-    status = f"{response.status} {_REASONS.get(response.status, 'Unknown')}"
-    start_response(status, list(response.headers))
-    return response.body
+    return handler
