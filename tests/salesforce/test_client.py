@@ -12,7 +12,7 @@ import responses
 from sfsync.errors import BudgetExhausted, TransientError
 from sfsync.salesforce import ApiError, BudgetGuard, connect, parse_limit_info
 
-from .conftest import DATA, add_limits, add_login, to_csv
+from .conftest import DATA, add_login, to_csv
 
 EXPIRED = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
 

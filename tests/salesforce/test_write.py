@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import responses
 
-from sfsync.errors import BudgetExhausted, TerminalError
+from sfsync.errors import BudgetExhausted, TerminalError, TransientError
 from sfsync.limits import SMART_BULK_THRESHOLD
 from sfsync.salesforce import BudgetGuard, RowResult, choose_api, connect
 
@@ -261,7 +261,7 @@ def test_bulk1_invalid_session_logs_in_again(rsps, settings, policy):
     rsps.add(responses.POST, f"{ASYNC}/job", status=400, body='<error><exceptionCode>InvalidSessionId</exceptionCode><exceptionMessage>Invalid session id</exceptionMessage></error>')
     rsps.add(responses.POST, f"{ASYNC}/job", status=500, body="stop here")
     client = connect(settings, policy=policy)
-    with pytest.raises(Exception):
+    with pytest.raises(TransientError):  # the 500 after the re-login ends the test
         client.write("Item__c", "upsert", items(10), external_id_field="Ext__c", api="bulk1")
     assert len(forms) == 2
     assert rsps.calls[-1].request.headers["X-SFDC-Session"] == "T2"
