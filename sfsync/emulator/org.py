@@ -62,6 +62,8 @@ class Org(RecordStore):
         self.counters: Counter[str] = Counter()
         self.sessions: dict[str, dict[str, Any]] = {}
         self.credentials: dict[str, str] = {}
+        # PEM certificates trusted for the OAuth JWT bearer flow (the server adds its own).
+        self.jwt_certificates: list[bytes] = []
         self._dirty = False
         if self.state_dir is not None and (self.state_dir / _STATE_FILE).exists():
             self._load(self.state_dir / _STATE_FILE)
@@ -181,8 +183,11 @@ class Org(RecordStore):
         """DailyApiRequests Max (the ``daily_request_limit`` fault overrides the default)."""
         return int(self.faults.daily_request_limit or DEFAULT_DAILY_API_REQUESTS)
 
-    def record_call(self, kind: str) -> int:
+    def record_call(self, kind: str | None) -> int:
         """Count one API call of ``kind`` (rest, bulk1, bulk2, soap...) and spend the budget.
+
+        ``kind`` None spends the budget without bumping a per-kind counter (for modules that
+        count their own calls in ``org.counters``).
 
         Returns:
             The 1-based number of this call among all counted calls (for fault schedules).
@@ -194,7 +199,8 @@ class Org(RecordStore):
             if self.counters["api_requests"] >= self.daily_api_max:
                 self.counters["rejected_limit"] += 1
                 raise SfApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
-            self.counters[kind] += 1
+            if kind:
+                self.counters[kind] += 1
             self.counters["api_requests"] += 1
             self._dirty = True
             return self.counters["api_requests"]
