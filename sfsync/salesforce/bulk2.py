@@ -23,7 +23,7 @@ from sfsync.errors import TransientError
 from sfsync.limits import BULK2_MAX_UPLOAD_BYTES
 
 from .csvio import csv_chunks, read_csv
-from .results import UNPROCESSED, Outcomes, key_columns, match_positions, split_errors
+from .results import UNPROCESSED, Outcomes, match_positions, split_errors
 from .transport import Transport, json_body
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def ingest(
         carry the code ``UNPROCESSED`` and may be re-sent by the caller).
     """
     out = Outcomes(table.num_rows)
-    match_on = key_columns(table, _key_field(operation, external_id_field))
+    match_on = _key_field(operation, external_id_field)
     payload: dict[str, Any] = {"object": sobject, "operation": operation, "contentType": "CSV", "lineEnding": "LF", "columnDelimiter": "COMMA"}
     if operation == "upsert":
         payload["externalIdFieldName"] = external_id_field
@@ -132,7 +132,7 @@ def ingest(
     return out, failures
 
 
-def _collect(transport: Transport, job_id: str, info: dict[str, Any], sent: pa.Table, match_on: list[str]) -> Outcomes:
+def _collect(transport: Transport, job_id: str, info: dict[str, Any], sent: pa.Table, match_on: str | None) -> Outcomes:
     """Fetch only the result files that can hold rows, and match them to ``sent``."""
     n = sent.num_rows
     out = Outcomes(n)
@@ -147,10 +147,8 @@ def _collect(transport: Transport, job_id: str, info: dict[str, Any], sent: pa.T
         if wanted:
             body = transport.request("bulk2", "GET", f"jobs/ingest/{job_id}/{name}", accept="text/csv").content
             tables[name] = read_csv(body)
-    present = [t for t in tables.values() if t.num_rows]
-    columns = [c for c in match_on if all(c in t.column_names for t in present)] or match_on
     names = list(tables)
-    positions = dict(zip(names, match_positions(sent, [tables[k] for k in names], columns), strict=True))
+    positions = dict(zip(names, match_positions(sent, [tables[k] for k in names], match_on), strict=True))
     for name, table in tables.items():
         pos = positions[name]
         ok = pos >= 0

@@ -72,7 +72,7 @@ def read_csv(data: bytes, *, nullable: bool = False) -> pa.Table:
         nullable: when True, empty fields become null (query results); otherwise they
             stay ``""`` so echoed columns compare equal to what was sent.
     """
-    if not data.strip():
+    if not data or data.isspace():  # isspace stops at the first byte of a real body
         return pa.table({})
     header = _header(data)
     convert = pacsv.ConvertOptions(
@@ -90,5 +90,6 @@ def read_csv(data: bytes, *, nullable: bool = False) -> pa.Table:
 
 def _header(data: bytes) -> list[str]:
     """Column names of a CSV body: Salesforce writes the header on one line."""
-    first = data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8-sig")
+    end = data.find(b"\n")
+    first = (data if end < 0 else data[:end]).rstrip(b"\r").decode("utf-8-sig")
     return next(csv.reader([first]))

@@ -175,38 +175,53 @@ def _with_occurrence(keys: pa.Array) -> pa.Array:
     return pa.array((series + "\x1e" + occurrence).to_numpy(), type=pa.large_string())
 
 
-def key_columns(table: pa.Table, preferred: str | None) -> list[str]:
-    """The columns to match results on: ``preferred`` if unique in ``table``, else all."""
-    if preferred and preferred in table.column_names:
-        keys = _as_keys(table, [preferred])
-        if pc.count_distinct(keys).as_py() == len(keys):
-            return [preferred]
-    return list(table.column_names)
+def _lookup(sent_keys: pa.Array, echoed_keys: pa.Array) -> np.ndarray | None:
+    """Positions in ``sent_keys`` of each echoed key (-1: none); None if sent keys repeat.
+
+    One dictionary encoding of both sides together: the memo table numbers values in
+    order of first appearance, so distinct sent keys get exactly their own positions and
+    an echoed key gets the position of the sent key it equals (or a number ≥ n).
+    """
+    n = len(sent_keys)
+    encoded = pc.dictionary_encode(pa.chunked_array([sent_keys, echoed_keys], type=pa.large_string()))
+    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in encoded.chunks]).astype(np.int64)
+    if n and codes[n - 1] != n - 1:
+        return None
+    positions = codes[n:]
+    positions[positions >= n] = -1
+    return positions
 
 
-def match_positions(sent: pa.Table, echoed: list[pa.Table], columns: list[str]) -> list[np.ndarray]:
+def match_positions(sent: pa.Table, echoed: list[pa.Table], key: str | None) -> list[np.ndarray]:
     """For each echoed result table, the position in ``sent`` of each of its rows.
 
     Args:
         sent: the rows uploaded (string columns).
         echoed: the result tables, which carry the sent columns as strings.
-        columns: what to match on (see :func:`key_columns`).
+        key: the column to match on when its values are distinct in ``sent`` (the
+            external ID, or ``Id``); otherwise all columns the results echo are used.
 
     Returns:
         One int64 array per table in ``echoed``; ``-1`` where a result matches no row.
     """
-    sent_keys = _as_keys(sent, columns)
     lengths = [t.num_rows for t in echoed]
     if not echoed or sum(lengths) == 0:
         return [np.empty(0, dtype=np.int64) for _ in echoed]
-    echoed_keys = pa.concat_arrays([_as_keys(t, columns) for t in echoed])
-    if pc.count_distinct(sent_keys).as_py() != len(sent_keys):
-        # Identical rows sent twice: number the occurrences on both sides. Results
-        # are concatenated before numbering so the numbering spans the three files.
-        sent_keys = _with_occurrence(sent_keys)
-        echoed_keys = _with_occurrence(echoed_keys)
-    found = pc.index_in(echoed_keys, value_set=sent_keys)
-    positions = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    present = [t for t in echoed if t.num_rows]
+    common = [c for c in sent.column_names if all(c in t.column_names for t in present)]
+    attempts = ([[key]] if key in common else []) + [common]
+    positions = None
+    for columns in attempts:
+        positions = _lookup(_as_keys(sent, columns), pa.concat_arrays([_as_keys(t, columns) for t in present]))
+        if positions is not None:
+            break
+    if positions is None:
+        # Identical rows sent twice: number the occurrences on both sides. Results are
+        # concatenated before numbering so the numbering spans the three result files.
+        sent_keys = _with_occurrence(_as_keys(sent, common))
+        echoed_keys = _with_occurrence(pa.concat_arrays([_as_keys(t, common) for t in present]))
+        found = pc.index_in(echoed_keys, value_set=sent_keys)
+        positions = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     out = []
     start = 0
     for length in lengths:
