@@ -134,10 +134,10 @@ def _disputes(ds: pa.Table) -> pa.Array:
 
 def write_tmf(out: Path, data: dict[str, Any]) -> dict[str, int]:
     """Write ``billingAccount.jsonl`` and per month ``customerBill_/appliedCustomerBillingRate_/dispute_``."""
-    acc: pa.Table = data["accounts"]
-    counts = {"billingAccount": acc.num_rows, "customerBill": 0, "appliedCustomerBillingRate": 0, "dispute": 0}
+    counts = {"billingAccount": 0, "customerBill": 0, "appliedCustomerBillingRate": 0, "dispute": 0}
     last_bal = None
     for month in data["months"]:
+        names_t: pa.Table = month["_names"]
         ym = month["_yyyymm"]
         li = month["line_items"]
         st = month["statements"]
@@ -145,7 +145,7 @@ def write_tmf(out: Path, data: dict[str, Any]) -> dict[str, int]:
         write_lines(out / f"appliedCustomerBillingRate_{ym}.jsonl", lines)
         s_idx = pc.index_in(li["statement_id"], st["statement_id"]).to_numpy(zero_copy_only=False)
         tax_by_stmt = np.bincount(s_idx, weights=tax, minlength=st.num_rows).astype(np.int64)
-        names = pc.take(acc["name"], pc.index_in(st["account_number"], acc["account_number"]))
+        names = pc.take(names_t["name"], pc.index_in(st["account_number"], names_t["account_number"]))
         write_lines(out / f"customerBill_{ym}.jsonl", _bills(st.append_column("_name", names), tax_by_stmt))
         write_lines(out / f"dispute_{ym}.jsonl", _disputes(month["disputes"]))
         counts["customerBill"] += st.num_rows
@@ -155,5 +155,7 @@ def write_tmf(out: Path, data: dict[str, Any]) -> dict[str, int]:
         last_bal = bal if last_bal is None else pa.concat_tables([
             last_bal.filter(pc.invert(pc.is_in(last_bal["account_number"], bal["account_number"]))), bal])
     assert last_bal is not None
+    acc = data["accounts"]
+    counts["billingAccount"] = acc.num_rows
     write_lines(out / "billingAccount.jsonl", _accounts(acc, last_bal))
     return counts

@@ -11,6 +11,7 @@ take seconds, not minutes.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,12 +222,15 @@ def _month(rng: np.random.Generator, acc: dict[str, Any], m: int, months: int, f
         "origin": _pick(rng, ["PHONE", "WEB", "EMAIL"], nd),
     })
     return {"statements": statements, "line_items": line_items, "balances": balances, "usage": usage,
-            "disputes": disputes, "_yyyymm": yyyymm}  # type: ignore[dict-item]
+            "disputes": disputes, "_yyyymm": yyyymm,  # type: ignore[dict-item]
+            "_names": pa.table({"account_number": acc["num"], "name": acc["name"]})}
 
 
 def build(accounts: int, months: int, seed: int = 42, start_month: str = "2026-01") -> dict[str, Any]:
-    """Build the sample tables in memory: ``{"accounts": table, "months": [{entity: table}, ...]}``.
+    """Build the sample tables: ``{"accounts": table, "months": iterator of {entity: table}}``.
 
+    Months are produced lazily (one month in memory at a time); the accounts table is
+    complete only once every month has been consumed (its status depends on the balances).
     Amount columns are '12.30' strings and dates date32, as the files layout writes them.
     """
     if accounts < 1 or months < 1:
@@ -235,17 +239,23 @@ def build(accounts: int, months: int, seed: int = 42, start_month: str = "2026-0
     acc = _accounts(rng, accounts)
     first = np.datetime64(start_month, "M")
     state = {"balance": np.zeros(accounts, np.int64), "overdue": np.zeros(accounts, np.int64)}
-    per_month = [_month(rng, acc, m, months, first, state) for m in range(months)]
-    late = state["overdue"]
-    status = np.where(late > 20000, "COLLECTIONS", np.where(late > 0, "OVERDUE", "CURRENT"))
-    accounts_t = pa.table({
-        "account_number": acc["num"], "name": acc["name"], "parent_account_number": acc["parent"],
-        "record_type": pa.array(acc["rtype"]), "bill_cycle": pa.array(acc["cycle"]),
-        "bill_frequency": pa.array(np.where(acc["quarterly"], "QUARTERLY", "MONTHLY")),
-        "email": acc["email"], "payment_type": pa.array(np.where(acc["prepaid"], "PRE", "POST")),
-        "status": pa.array(status),
-    })
-    return {"accounts": accounts_t, "months": per_month}
+    result: dict[str, Any] = {}
+
+    def months_iter() -> Iterator[dict[str, pa.Table]]:
+        for m in range(months):
+            yield _month(rng, acc, m, months, first, state)
+        late = state["overdue"]
+        status = np.where(late > 20000, "COLLECTIONS", np.where(late > 0, "OVERDUE", "CURRENT"))
+        result["accounts"] = pa.table({
+            "account_number": acc["num"], "name": acc["name"], "parent_account_number": acc["parent"],
+            "record_type": pa.array(acc["rtype"]), "bill_cycle": pa.array(acc["cycle"]),
+            "bill_frequency": pa.array(np.where(acc["quarterly"], "QUARTERLY", "MONTHLY")),
+            "email": acc["email"], "payment_type": pa.array(np.where(acc["prepaid"], "PRE", "POST")),
+            "status": pa.array(status),
+        })
+
+    result["months"] = months_iter()
+    return result
 
 
 def _typed(entity: str, t: pa.Table) -> pa.Table:
@@ -299,12 +309,11 @@ def generate(out: str | Path, accounts: int = 1000, months: int = 12, seed: int 
         from sfsync.billers._tmfsample import write_tmf
 
         return write_tmf(out, data)
-    ext = fmt
-    counts = {"accounts": data["accounts"].num_rows}
-    _write(out / f"accounts.{ext}", "accounts", data["accounts"], fmt)
+    counts: dict[str, int] = {}
     for month in data["months"]:
         for entity in ("statements", "line_items", "balances", "usage", "disputes"):
             t = month[entity]
             counts[entity] = counts.get(entity, 0) + t.num_rows
-            _write(out / f"{entity}_{month['_yyyymm']}.{ext}", entity, t, fmt)
-    return counts
+            _write(out / f"{entity}_{month['_yyyymm']}.{fmt}", entity, t, fmt)
+    _write(out / f"accounts.{fmt}", "accounts", data["accounts"], fmt)
+    return {"accounts": data["accounts"].num_rows, **counts}
