@@ -7,8 +7,10 @@ when present to answer equality filters on indexed fields without a scan.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -51,8 +53,31 @@ class QueryResult:
     fields: list[str] = field(default_factory=list)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a result is built.
+
+    Building 100,000 result dicts triggers many full collections, each of which walks
+    every record the org holds: measured at 2-4x the query's own cost. Results hold no
+    reference cycles, so nothing is lost by collecting later. The previous state is
+    restored, so concurrent queries leave the collector as they found it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def run(org: Any, query: Query, include_deleted: bool) -> QueryResult:
     """Execute ``query`` against ``org`` (see :func:`sfsync.emulator.soql.execute`)."""
+    with _gc_paused():
+        return _run(org, query, include_deleted)
+
+
+def _run(org: Any, query: Query, include_deleted: bool) -> QueryResult:
     ctx = Context(org, query.text, include_deleted)
     meta = ctx.meta(query.sobject, query.sobject_line, query.sobject_column)
     if query.offset is not None and query.offset > MAX_OFFSET:
@@ -164,7 +189,14 @@ def _sorted(rows: list[Any], order: list[tuple[Ref, bool, bool | None]]) -> list
 
         def key(rec: Any, get: Callable[[Any], Any] = get, norm: Any = norm, null_key: tuple[int] = null_key) -> Any:
             v = get(rec)
-            return null_key if v is None else (1, safe_key(norm, v))
+            if v is None:
+                return null_key
+            if norm is None:
+                return (1, v)
+            try:
+                return (1, norm(v))
+            except (TypeError, ValueError):
+                return (1, str(v))  # unreadable stored value: order it by its text
 
         try:
             rows.sort(key=key, reverse=desc)
@@ -218,25 +250,35 @@ class _Level:
         return sub
 
     def compile(self, ctx: Context) -> Callable[[dict[str, Any]], dict[str, Any]]:
-        url = f"/services/data/v{DEFAULT_API_VERSION}/sobjects/{self.sobject}/"
-        sobject = self.sobject
-        plan = [(key, name, fmt, sub.compile(ctx) if sub is not None else None)
-                for key, name, fmt, sub in self.leaves_and_children]
-        parent = ctx.parent
+        """Build the projection for this level as one generated function.
 
-        def project(rec: dict[str, Any]) -> dict[str, Any]:
-            out: dict[str, Any] = {"attributes": {"type": sobject, "url": url + str(rec.get("Id"))}}
-            for key, name, fmt, sub in plan:
-                v = rec.get(name)
-                if sub is not None:
-                    p = parent(v) if v is not None else None
-                    out[key] = sub(p) if p is not None else None
-                elif v is not None and fmt is not None:
-                    out[key] = fmt(v)
-                else:
-                    out[key] = v
-            return out
-
+        A generic loop over the selected fields costs more than the rest of a query put
+        together on 100,000 rows; a generated function that builds the record as one dict
+        display is several times faster. Only ``repr()`` of schema names is embedded in
+        the source; values (formatters, sub-projections) are passed in the namespace.
+        """
+        namespace: dict[str, Any] = {
+            "TYPE": self.sobject,
+            "URL": f"/services/data/v{DEFAULT_API_VERSION}/sobjects/{self.sobject}/",
+            "parent": ctx.parent,
+        }
+        body = ["def project(rec):", "    g = rec.get"]
+        items = []
+        for k, (key, name, fmt, sub) in enumerate(self.leaves_and_children):
+            if sub is not None:
+                namespace[f"s{k}"] = sub.compile(ctx)
+                body.append(f"    v{k} = g({name!r})")
+                body.append(f"    p{k} = None if v{k} is None else parent(v{k})")
+                items.append(f"{key!r}: None if p{k} is None else s{k}(p{k})")
+            elif fmt is not None:
+                namespace[f"f{k}"] = fmt
+                body.append(f"    v{k} = g({name!r})")
+                items.append(f"{key!r}: v{k} if v{k} is None else f{k}(v{k})")
+            else:
+                items.append(f"{key!r}: g({name!r})")
+        body.append("    return {'attributes': {'type': TYPE, 'url': URL + str(g('Id'))}, " + ", ".join(items) + "}")
+        exec("\n".join(body), namespace)  # noqa: S102 - generated from schema names only
+        project: Callable[[dict[str, Any]], dict[str, Any]] = namespace["project"]
         return project
 
 
