@@ -154,7 +154,7 @@ def csv_records(names: Sequence[str], rows: Sequence[Sequence[str]]) -> list[dic
     are applied by the org for the bulk APIs; every record keeps the same keys so the
     org plans the columns once per batch.
     """
-    return [dict(zip(names, row)) for row in rows]  # rows are rectangular: checked on upload
+    return [dict(zip(names, row, strict=False)) for row in rows]  # rectangular: checked on upload
 
 
 # -------------------------------------------------------------------------- outcomes
