@@ -240,20 +240,37 @@ def _query_more(sf: Any, *, url: str, headers: dict[str, str], timeout: float) -
 
 
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """REST query records as a frame of strings, like a Bulk 2.0 query's CSV."""
+    """REST query records as a frame of strings, like a Bulk 2.0 query's CSV.
+
+    Relationship fields are flattened (``Parent__r.Name``); a relationship that is null in
+    every record of the page stays one null column named after the relationship.
+    """
     if not records:
         return pd.DataFrame()
-    frame = pd.json_normalize(records, sep=".")
-    frame = frame.drop(columns=[c for c in frame.columns if c == "attributes" or c.endswith(".attributes") or ".attributes." in c or c.startswith("attributes.")])
-    out = {}
-    for name in frame.columns:
-        out[name] = frame[name].map(_text, na_action="ignore").astype(object).where(frame[name].notna(), None)
-    return pd.DataFrame(out, index=frame.index)
+    flat = [_flatten(record, "", {}) for record in records]
+    frame = pd.DataFrame(flat, dtype=object)
+    names = set(frame.columns)
+    # "Parent__r" (null in some records) next to "Parent__r.Name": keep the fields only.
+    shadowed = [c for c in frame.columns if any(n.startswith(c + ".") for n in names)]
+    frame = frame.drop(columns=shadowed)
+    return frame.astype(object).where(frame.notna(), None)
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
+def _flatten(record: dict[str, Any], prefix: str, out: dict[str, Any]) -> dict[str, Any]:
+    for key, value in record.items():
+        if key == "attributes":
+            continue
+        name = prefix + key
+        if isinstance(value, dict) and "records" not in value:
+            _flatten(value, name + ".", out)
+        else:
+            out[name] = _text(value)
+    return out
+
+
+def _text(value: Any) -> Any:
+    if value is None or isinstance(value, dict | list):
+        return value  # nulls, and child-relationship subquery results, stay as they are
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

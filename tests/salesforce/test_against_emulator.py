@@ -213,3 +213,20 @@ def test_parent_lock_contention_is_resolved_by_grouping_and_serial_retries(clien
     assert contended.any()
     serial = client.write_frame(ITEM, "upsert", frame, external_id_field=EXT, serial=True)
     assert serial["success"].all() and serial["retried"].eq(0).all()  # Serial mode never contends
+
+
+@pytest.mark.parametrize("api", ["rest", "bulk2", "bulk1"])
+def test_insert_update_delete_round_trip(client, org, api):
+    names = [f"Customer {i % 40}" for i in range(120)]  # repeated names: inserts match on all columns
+    frame = pd.DataFrame({"Name": names, "Site": ["HQ"] * 120})
+    inserted = client.write_frame("Account", "insert", frame, api=api)
+    assert inserted["success"].all() and inserted["created"].all() and inserted["id"].is_unique
+    assert org.get("Account", inserted["id"].iloc[5])["Name"] == names[5]
+    update = pd.DataFrame({"Id": inserted["id"], "Site": ["Branch"] * 120})
+    update.loc[update.index[7], "Id"] = "001000000000000AAA"  # no such record
+    updated = client.write_frame("Account", "update", update, api=api)
+    assert updated.drop(index=update.index[7])["success"].all() and not updated.at[update.index[7], "success"]
+    assert org.get("Account", inserted["id"].iloc[3])["Site"] == "Branch"
+    deleted = client.write_frame("Account", "delete", update[["Id"]], api=api)
+    assert deleted.drop(index=update.index[7])["success"].all() and not deleted.at[update.index[7], "success"]
+    assert org.get("Account", inserted["id"].iloc[3]) is None

@@ -206,3 +206,18 @@ def test_query_frames_with_expected_size_goes_straight_to_bulk(rsps, settings, p
 
 def test_calls_are_counted_by_kind(client):
     assert set(client.calls) == {"rest", "query", "bulk1", "bulk2"}
+
+
+def test_records_frame_flattens_relationships_as_text():
+    from sfsync.salesforce import records_frame
+
+    frame = records_frame(
+        [
+            {"attributes": {"type": "X"}, "Id": "1", "N__c": 1, "Parent__r": None},
+            {"attributes": {"type": "X"}, "Id": "2", "N__c": None, "Parent__r": {"attributes": {"type": "P"}, "Name": "p", "Count__c": 3}},
+        ]
+    )
+    assert frame.to_dict("records") == [
+        {"Id": "1", "N__c": "1", "Parent__r.Name": None, "Parent__r.Count__c": None},
+        {"Id": "2", "N__c": None, "Parent__r.Name": "p", "Parent__r.Count__c": "3"},
+    ]
