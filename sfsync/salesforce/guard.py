@@ -7,6 +7,11 @@ header that REST responses carry (``api-usage=N/M``) and from ``limits()``, coun
 calls made since the last observation (Bulk 1.0 calls never pass the session hook), and
 refuses a call that would cross ``share × Max`` with :class:`~sfsync.errors.BudgetExhausted`,
 so the job stops between two calls, resumably.
+
+A bulk job is checked for its minimum cost before it is created; once created, its
+upload, polls and result downloads are not refused (see ``Transport``): finishing it may
+cost a few calls past the share, abandoning it would leave rows whose outcome nobody
+records.
 """
 
 from __future__ import annotations

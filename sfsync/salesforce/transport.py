@@ -261,14 +261,19 @@ class Transport:
         """Run ``fn(sf)`` (one HTTP call) under the guard and the retry rules."""
         return self._run(kind, lambda: fn(self.sf), idempotent)
 
-    def call_bulk1(self, fn: Callable[[SalesforceBulk], T], *, idempotent: bool = True) -> T:
-        """Run ``fn(bulk)`` (one Bulk 1.0 HTTP call) under the guard and the retry rules."""
+    def call_bulk1(self, fn: Callable[[SalesforceBulk], T], *, idempotent: bool = True, guarded: bool = True) -> T:
+        """Run ``fn(bulk)`` (one Bulk 1.0 HTTP call) under the guard and the retry rules.
+
+        ``guarded=False`` is for the polls and result downloads of a job already
+        submitted: finishing it costs a few calls past the share, while abandoning it
+        would leave rows whose outcome nobody records.
+        """
 
         def run() -> T:
             with self._bulk1_tls():
                 return fn(self.bulk1)
 
-        return self._run("bulk1", run, idempotent)
+        return self._run("bulk1", run, idempotent, guarded)
 
     def request(
         self,
@@ -277,6 +282,7 @@ class Transport:
         path: str,
         *,
         idempotent: bool = True,
+        guarded: bool = True,
         content_type: str = "application/json",
         accept: str = "application/json",
         **kwargs: Any,
@@ -284,7 +290,8 @@ class Transport:
         """One raw HTTP call relative to the data URL (``jobs/ingest``) through the session.
 
         Responses ≥ 300 raise through simple-salesforce's own exception mapping, so that
-        every client's failures are classified the same way.
+        every client's failures are classified the same way. ``guarded``: see
+        :meth:`call_bulk1`.
         """
 
         def run() -> requests.Response:
@@ -296,13 +303,14 @@ class Transport:
                 exception_handler(response, name=path)
             return response
 
-        return self._run(kind, run, idempotent)
+        return self._run(kind, run, idempotent, guarded)
 
-    def _run(self, kind: str, run: Callable[[], T], idempotent: bool) -> T:
+    def _run(self, kind: str, run: Callable[[], T], idempotent: bool, guarded: bool = True) -> T:
         relogged = False
         attempt = 0
         while True:
-            self.guard.check()
+            if guarded:
+                self.guard.check()
             self.guard.spend()
             self.counter.add(kind)
             token = self._token

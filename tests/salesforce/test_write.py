@@ -275,3 +275,14 @@ def test_bad_arguments_are_refused_before_any_call(client):
     with pytest.raises(ValueError, match="parent_column"):
         client.write("Item__c", "upsert", items(3), external_id_field="Ext__c", parent_column="Nope")
     assert client.write("Item__c", "insert", items(0)) == []
+
+
+def test_a_submitted_job_is_finished_even_past_the_share(rsps, settings, policy):
+    add_login(rsps)
+    add_limits(rsps, used=100, maximum=15000)
+    FakeBulk2(rsps, all_ok, polls_in_progress=4)  # job creation reports usage 200/15000
+    client = connect(settings, policy=policy, guard=BudgetGuard(105 / 15000))
+    results = client.write_frame("Item__c", "upsert", items(2100), external_id_field="Ext__c")
+    assert results["success"].all()  # polls and result downloads were not cut off
+    with pytest.raises(BudgetExhausted):
+        client.write_frame("Item__c", "upsert", items(2100), external_id_field="Ext__c")
