@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from sfsync.emulator.org import Org
 
 OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete", "undelete")
+_SKIP = object()  # a bulk blank cell: leave the field as it is
+# Field types whose cells repeat a lot (dates, picklists, flags, amounts): memoize per call.
+_MEMO_TYPES = frozenset({"date", "datetime", "boolean", "picklist", "multipicklist", "double", "currency", "percent",
+                         "int"})
 BULK_APIS = frozenset({"bulk1", "bulk2"})
 _ROLLED_BACK = SfError(
     "ALL_OR_NONE_OPERATION_ROLLED_BACK",
@@ -35,8 +39,10 @@ class _Plan:
     error: SfError | None = None
     id_col: str | None = None
     match_col: str | None = None  # column holding the upsert key (may equal id_col)
-    simple: list[tuple[str, str, Callable[[object], object]]] = field(default_factory=list)
-    refs: list[tuple[str, FieldDef, Callable[[object], str]]] = field(default_factory=list)
+    # (column, field name, converter, memo): the memo maps a raw cell to its stored value
+    # (or _SKIP); it is pre-seeded with the null spellings, so most cells are one dict hit.
+    simple: list[tuple[str, str, Callable[[object], object], dict[object, object] | None]] = field(default_factory=list)
+    refs: list[tuple[str, str, Callable[[object], object], dict[object, object]]] = field(default_factory=list)
 
 
 def _key(fd: FieldDef, value: str) -> str:
@@ -76,7 +82,7 @@ class _Call:
                 if ref is None or "." in target_field:
                     plan.error = SfError("INVALID_FIELD", f"No such column '{col}' on sobject of type {obj.name}", [])
                     return plan
-                plan.refs.append((col, ref, org._relationship_resolver(ref, target_field)))
+                plan.refs.append((col, ref.name, org._relationship_resolver(ref, target_field), self._null_memo()))
                 continue
             fd = obj.field(col)
             if fd is None:
@@ -95,9 +101,10 @@ class _Call:
                 readonly.append(fd.name)
                 continue
             if fd.type == "reference":
-                plan.refs.append((col, fd, org._id_resolver(fd)))
+                plan.refs.append((col, fd.name, org._id_resolver(fd), self._null_memo()))
             else:
-                plan.simple.append((col, fd.name, org._converter(obj, fd)))
+                memo = self._null_memo() if fd.type in _MEMO_TYPES else None
+                plan.simple.append((col, fd.name, org._converter(obj, fd), memo))
         if readonly:
             plan.error = SfError(
                 "INVALID_FIELD_FOR_INSERT_UPDATE",
@@ -109,32 +116,55 @@ class _Call:
             plan.error = SfError("INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call", ["Id"])
         return plan
 
+    def _null_memo(self) -> dict[object, object]:
+        if self.bulk:
+            # Bulk CSV: a blank cell leaves the field as it is; #N/A sets null.
+            return {"": _SKIP, "#N/A": None, None: None}
+        return {"": None, None: None}
+
     # -- values --------------------------------------------------------------------------
     def values(self, plan: _Plan, row: Mapping[str, Any]) -> dict[str, Any]:
         """Converted values of one row (None = set null); raises FieldError."""
-        bulk = self.bulk
         vals: dict[str, Any] = {}
-        for col, name, conv in plan.simple:
+        skip = _SKIP
+        for col, name, conv, memo in plan.simple:
             v = row[col]
-            if v is None or v == "":
-                if not bulk or v is None:
-                    vals[name] = None
-                # Bulk CSV: a blank cell leaves the field as it is; #N/A sets null.
+            if memo is not None:
+                if v.__class__ is str:
+                    out = memo.get(v, skip)
+                    if out is skip:
+                        if v == "":  # only bulk reaches here: blank leaves the field alone
+                            continue
+                        out = conv(v)
+                        if len(memo) < 50_000:
+                            memo[v] = out
+                elif v is None:
+                    out = None
+                else:
+                    out = conv(v)
+                vals[name] = out
                 continue
-            if bulk and v == "#N/A":
+            if v is None or v == "":
+                if not self.bulk or v is None:
+                    vals[name] = None
+                continue
+            if self.bulk and v == "#N/A":
                 vals[name] = None
                 continue
             vals[name] = conv(v)
-        for col, fd, resolve in plan.refs:
+        for col, name, resolve, memo in plan.refs:
             v = row[col]
-            if v is None or v == "":
-                if not bulk or v is None:
-                    vals[fd.name] = None
-                continue
-            if bulk and v == "#N/A":
-                vals[fd.name] = None
-                continue
-            vals[fd.name] = resolve(v)
+            if v.__class__ is str:
+                out = memo.get(v, skip)
+                if out is skip:
+                    if v == "":
+                        continue
+                    out = resolve(v)
+            elif v is None:
+                out = None
+            else:
+                out = resolve(v)
+            vals[name] = out
         return vals
 
 

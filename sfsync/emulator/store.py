@@ -41,6 +41,8 @@ class _Meta:
     dependents: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     # (child object, lookup field) pairs to null when a record of this object is deleted
     set_null: list[tuple[str, str]] = field(default_factory=list)
+    indexed_names: frozenset[str] = frozenset()
+    has_owner: bool = False
 
 
 def _parse_autonumber(fmt: str) -> tuple[str, int, str]:
@@ -94,6 +96,8 @@ class RecordStore:
                     meta.multi.append((fd.name, fd.case_sensitive))
                 if fd.master_detail:
                     meta.master_detail.append(fd.name)
+            meta.indexed_names = frozenset(f for f, _ in meta.unique + meta.multi)
+            meta.has_owner = "OwnerId" in obj.fields
             self._meta[obj.name] = meta
         for obj in schema.objects.values():
             for fd in obj.fields.values():
@@ -235,11 +239,12 @@ class RecordStore:
                                "LastModifiedDate": now, "LastModifiedById": uid, "SystemModstamp": now}
         if meta.defaults:
             rec.update(meta.defaults)
-        if "OwnerId" in obj.fields and self._user_id:
+        if meta.has_owner and self._user_id:
             rec["OwnerId"] = self._user_id
-        for k, v in vals.items():
-            if v is not None:
-                rec[k] = v
+        rec.update(vals)
+        if None in rec.values():
+            for k in [k for k, v in rec.items() if v is None]:
+                del rec[k]
         for fname, prefix, width, suffix in meta.autonumbers:
             counter_key = obj.name + "." + fname
             n = self._autonumber.get(counter_key, 0) + 1
@@ -250,7 +255,7 @@ class RecordStore:
             if value is not None:
                 rec[fname] = value
         self._data[obj.name][rid] = rec
-        if meta.unique or meta.multi:
+        if meta.indexed_names:
             self._index(obj.name, rec, True)
         for md in meta.master_detail:
             pid = rec.get(md)
@@ -266,30 +271,35 @@ class RecordStore:
                       touch_user: bool = True) -> None:
         meta = self._meta[obj.name]
         rec = self._data[obj.name][rid]
-        reindex = any(f in vals for f, _ in meta.unique) or any(f in vals for f, _ in meta.multi)
-        if reindex:
-            self._index(obj.name, rec, False)
-        for md in meta.master_detail:
-            if md in vals and vals[md] != rec.get(md):
-                self._md_children.get(rec.get(md) or "", set()).discard(rid)
-                if vals[md] is not None:
-                    self._md_children.setdefault(vals[md], set()).add(rid)
         changed = [k for k, v in vals.items() if rec.get(k) != v]
-        for k, v in vals.items():
-            if v is None:
-                rec.pop(k, None)
-            else:
-                rec[k] = v
+        if changed:
+            reindex = not meta.indexed_names.isdisjoint(changed)
+            if reindex:
+                self._index(obj.name, rec, False)
+            for md in meta.master_detail:
+                if md in changed:
+                    self._md_children.get(rec.get(md) or "", set()).discard(rid)
+                    if vals[md] is not None:
+                        self._md_children.setdefault(vals[md], set()).add(rid)
+            for k in changed:
+                v = vals[k]
+                if v is None:
+                    rec.pop(k, None)
+                else:
+                    rec[k] = v
+            if meta.formulas:
+                self._refresh_formulas(obj.name, rec)
+            if reindex:
+                self._index(obj.name, rec, True)
+            if meta.dependents:
+                for fname in changed:
+                    for child_obj, ref_field in meta.dependents.get(fname, ()):
+                        self._refresh_children(rid, child_obj, ref_field, now)
+        # Salesforce moves LastModifiedDate even when no value changed.
         if touch_user:
             rec["LastModifiedDate"] = now
             rec["LastModifiedById"] = self._user_id or rec["LastModifiedById"]
         rec["SystemModstamp"] = now
-        self._refresh_formulas(obj.name, rec)
-        if reindex:
-            self._index(obj.name, rec, True)
-        for fname in changed:
-            for child_obj, ref_field in meta.dependents.get(fname, ()):
-                self._refresh_children(rid, child_obj, ref_field, now)
 
     def _refresh_formulas(self, obj: str, rec: dict[str, Any]) -> None:
         for fname, formula in self._meta[obj].formulas:
