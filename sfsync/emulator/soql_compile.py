@@ -12,13 +12,12 @@ import operator
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sfsync.emulator.errors import SfApiError
 from sfsync.emulator.soql_parse import (
     And,
-    Call,
     Compare,
     FieldPath,
     Literal,
@@ -47,8 +46,9 @@ from sfsync.emulator.soql_values import (
     to_datetime,
 )
 
-Getter = Callable[[dict[str, Any]], Any]
-Predicate = Callable[[dict[str, Any]], bool]
+# Rows are stored records for WHERE and (groups, aggregates) pairs for HAVING.
+Getter = Callable[[Any], Any]
+Predicate = Callable[[Any], bool]
 
 _CUSTOM_FIELD_HINT = (
     "If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. "
@@ -165,10 +165,10 @@ def _today(org: Any) -> date:
     clock = getattr(org, "clock", None) or getattr(org, "now", None)
     value = clock() if callable(clock) else None
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).date() if value.tzinfo else value.date()
+        return value.astimezone(UTC).date() if value.tzinfo else value.date()
     if isinstance(value, date):
         return value
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 # ---------------------------------------------------------------------------- field paths

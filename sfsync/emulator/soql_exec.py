@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from sfsync.emulator.errors import SfApiError
 from sfsync.emulator.ids import normalize_id
 from sfsync.emulator.soql_compile import (
     AGGREGATES,
@@ -28,8 +29,17 @@ from sfsync.emulator.soql_compile import (
     resolve_row_operand,
 )
 from sfsync.emulator.soql_parse import And, Call, Compare, FieldPath, Operand, Query
-from sfsync.emulator.errors import SfApiError
-from sfsync.emulator.soql_values import BOOLEAN, ID, NUMBER, TEXT, category, formatter, json_value, normalizer, safe_key
+from sfsync.emulator.soql_values import (
+    BOOLEAN,
+    ID,
+    NUMBER,
+    TEXT,
+    category,
+    formatter,
+    json_value,
+    normalizer,
+    safe_key,
+)
 from sfsync.limits import DEFAULT_API_VERSION
 
 MAX_OFFSET = 2000  # Salesforce refuses larger OFFSETs
@@ -202,8 +212,15 @@ def _sorted(rows: list[Any], order: list[tuple[Ref, bool, bool | None]]) -> list
             rows.sort(key=key, reverse=desc)
         except TypeError:
             # Mixed stored types in one column: fall back to ordering by their text.
-            rows.sort(key=lambda r, k=key: (lambda t: t if len(t) == 1 else (1, str(t[1])))(k(r)), reverse=desc)
+            rows.sort(key=_as_text(key), reverse=desc)
     return rows
+
+
+def _as_text(key: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any], tuple[Any, ...]]:
+    def text_key(rec: Any) -> tuple[Any, ...]:
+        k = key(rec)
+        return k if len(k) == 1 else (1, str(k[1]))
+    return text_key
 
 
 def _projection(ctx: Context, meta: ObjectMeta, query: Query) -> tuple[Callable[[dict[str, Any]], dict[str, Any]], list[str]]:
@@ -329,7 +346,7 @@ class _Agg:
 
 def _aggregate(ctx: Context, meta: ObjectMeta, query: Query, pred: Predicate | None) -> QueryResult:
     group_refs = [resolve_row_operand(ctx, meta, g) for g in query.group_by]
-    group_ids = [_identity(g, r) for g, r in zip(query.group_by, group_refs)]
+    group_ids = [_identity(g, r) for g, r in zip(query.group_by, group_refs, strict=True)]
     aggs: list[_Agg] = []
     agg_ids: dict[tuple[str, ...], int] = {}
 
@@ -359,13 +376,13 @@ def _aggregate(ctx: Context, meta: ObjectMeta, query: Query, pred: Predicate | N
                 cat, ftype = inner.cat, inner.field_type
             else:
                 cat, ftype = NUMBER, "int" if expr.name.startswith("COUNT") else "double"
-            return Ref(lambda row, j=j: row[1][j], cat, ftype, expr.text, (expr.text,), (), normalizer(cat), None)
+            return Ref(_slot(1, j), cat, ftype, expr.text, (expr.text,), (), normalizer(cat), None)
         ref = resolve_row_operand(ctx, meta, expr)
         ident = _identity(expr, ref)
         if ident not in group_ids:
             raise ctx.error("MALFORMED_QUERY", expr.line, expr.column, f"{where} must be grouped or aggregated: {expr.text}")
         i = group_ids.index(ident)
-        return Ref(lambda row, i=i: row[0][i], ref.cat, ref.field_type, ref.name, ref.path, ref.chain, ref.norm, ref.field)
+        return Ref(_slot(0, i), ref.cat, ref.field_type, ref.name, ref.path, ref.chain, ref.norm, ref.field)
 
     outputs: list[tuple[str, Ref]] = []
     n = 0
@@ -388,10 +405,10 @@ def _aggregate(ctx: Context, meta: ObjectMeta, query: Query, pred: Predicate | N
     getters = [(r.get, r.norm) for r in group_refs]
     for rec in _matching(ctx, meta, query, pred):
         raw = tuple(get(rec) for get, _ in getters)
-        key = tuple(safe_key(norm, v) for v, (_, norm) in zip(raw, getters))
-        entry = groups.get(key)
+        group_key = tuple(safe_key(norm, v) for v, (_, norm) in zip(raw, getters, strict=True))
+        entry = groups.get(group_key)
         if entry is None:
-            entry = groups[key] = (raw, [])
+            entry = groups[group_key] = (raw, [])
         entry[1].append(rec)
     rows = [(raw, [a.compute(recs) for a in aggs]) for raw, recs in groups.values()]
     if having is not None:
@@ -409,6 +426,13 @@ def _aggregate(ctx: Context, meta: ObjectMeta, query: Query, pred: Predicate | N
             out[key] = json_value(fmt(v) if v is not None and fmt is not None else v)
         records.append(out)
     return QueryResult(records, len(records), meta.name, [key for key, _ in outputs])
+
+
+def _slot(part: int, index: int) -> Callable[[Any], Any]:
+    """Read group value / aggregate ``index`` from an aggregate row ``(groups, aggregates)``."""
+    def get(row: Any) -> Any:
+        return row[part][index]
+    return get
 
 
 def _identity(expr: Operand, ref: Ref) -> tuple[str, ...]:

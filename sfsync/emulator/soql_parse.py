@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
@@ -71,7 +71,7 @@ class Call:
     """A function call: aggregate (``SUM(x)``, ``COUNT()``) or date function (``CALENDAR_YEAR(x)``)."""
 
     name: str  # upper-cased
-    arg: Union[FieldPath, "Call", None]
+    arg: FieldPath | Call | None
     line: int
     column: int
 
@@ -81,7 +81,7 @@ class Call:
         return f"{self.name}({self.arg.text if self.arg is not None else ''})"
 
 
-Operand = Union[FieldPath, Call]
+Operand = FieldPath | Call
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,7 +401,7 @@ def _malformed(text: str, exc: UnexpectedInput) -> SoqlError:
             line, column = _end_position(text)
     elif isinstance(exc, UnexpectedCharacters):
         # Show the word that could not be read, not just its first character.
-        pos = exc.pos_in_stream
+        pos = exc.pos_in_stream or 0
         end = pos
         while end < len(text) and not text[end].isspace() and end - pos < 40:
             end += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -62,19 +62,19 @@ def parse_datetime(text: str) -> datetime:
     """
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def format_datetime(value: datetime) -> str:
     """Salesforce's REST form: ``2026-01-31T10:00:00.000+0000`` (always UTC)."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
 
 
 def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------- normalizers
@@ -120,7 +120,7 @@ def to_date(v: Any) -> date:
 def to_datetime(v: Any) -> datetime:
     """A stored datetime (text, datetime or date) as an aware UTC ``datetime``."""
     if isinstance(v, datetime):
-        return v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc)
+        return v if v.tzinfo is not None else v.replace(tzinfo=UTC)
     if isinstance(v, date):
         return _midnight(v)
     return parse_datetime(_iso_offset(str(v)))
@@ -340,7 +340,7 @@ def _out_datetime(v: Any) -> Any:
 
 def _out_number(v: Any) -> Any:
     if isinstance(v, Decimal):
-        return int(v) if v == v.to_integral_value() and v.as_tuple().exponent >= 0 else float(v)
+        return int(v) if v == v.to_integral_value() else float(v)
     return v
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from sfsync.emulator.soql_parse import unescape
 
 SLI = "vlocity_cmt__StatementLineItem__c"
 STMT = "vlocity_cmt__Statement__c"
-NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 
 
 class Clock:
@@ -41,13 +41,13 @@ def id_of(org: Org, sobject: str, name: str) -> str:
 
 @pytest.fixture
 def org() -> Org:
-    clock = Clock(datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc))
+    clock = Clock(datetime(2026, 3, 1, 10, 0, tzinfo=UTC))
     org = Org(clock=clock)
     acme = insert(org, "Account", Name="Acme", AccountNumber="A-1", AnnualRevenue=1000, NumberOfEmployees=10)
     beta = insert(org, "Account", Name="beta", AccountNumber="A-2", ParentId=acme)
-    clock.now = datetime(2026, 2, 10, 8, 30, tzinfo=timezone.utc)
+    clock.now = datetime(2026, 2, 10, 8, 30, tzinfo=UTC)
     insert(org, "Account", Name="Gamma_co", ParentId=acme, AnnualRevenue=50)
-    clock.now = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
+    clock.now = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
     s1 = insert(org, STMT, Name="S1", vlocity_cmt__AccountId__c=acme, vlocity_cmt__ExternalID__c="ST-1",
                 vlocity_cmt__StatementDate__c="2026-02-28", vlocity_cmt__BalanceDue__c=10.5,
                 vlocity_cmt__Status__c="Approved")

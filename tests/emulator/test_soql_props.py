@@ -3,7 +3,7 @@ LIMIT/OFFSET slice, ORDER BY is a stable sort, and garbage only ever raises Soql
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +13,7 @@ from sfsync.emulator.org import Org
 from sfsync.emulator.soql import SoqlError, execute
 
 STMT = "vlocity_cmt__Statement__c"
-NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 _ORG = Org(clock=lambda: NOW)
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
