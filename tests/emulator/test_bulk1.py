@@ -267,3 +267,69 @@ def test_bad_json_batch_fails(org: Org, token: str) -> None:
         batch = requests.post(f"{ASYNC}/job/{job['id']}/batch", headers=headers, data="[{not json").json()
         status = requests.get(f"{ASYNC}/job/{job['id']}/batch/{batch['id']}", headers=headers).json()
     assert status["state"] == "Failed" and status["stateMessage"].startswith("InvalidBatch")
+
+
+# ------------------------------------------------------------------- real loopback HTTPS
+
+
+def _self_signed(tmp: Any) -> tuple[str, str]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_over_loopback_https_with_chunked_uploads(org: Org, token: str, tmp_path: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from simple_salesforce import Salesforce
+    from werkzeug.serving import make_server
+
+    from sfsync.emulator.app import create_app
+
+    cert, key = _self_signed(tmp_path)
+    server = make_server("127.0.0.1", 0, create_app(org), threaded=True, ssl_context=(cert, key))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host = f"127.0.0.1:{server.server_port}"
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+        bulk = SalesforceBulk(sessionId=token, host=f"https://{host}", API_version="59.0")
+        job = bulk.create_insert_job("Account", contentType="CSV")
+        # CsvDictsAdapter is a generator: requests sends it with Transfer-Encoding: chunked.
+        batch = bulk.post_batch(job, CsvDictsAdapter(iter([{"Name": f"Socket {i}"} for i in range(50)])))
+        bulk.close_job(job)
+        assert bulk.is_batch_done(batch)
+        assert [r.success for r in bulk.get_batch_results(batch)] == ["true"] * 50
+
+        session = requests.Session()
+        session.verify = cert
+        sf = Salesforce(instance_url=f"https://{host}", session_id=token, session=session, version="59.0")
+        summary = sf.bulk2.Account.upsert(records=[{"Name": "Bulk2 over TLS"}], external_id_field="Id", wait=0)
+        assert summary[0]["numberRecordsFailed"] == 0
+        pages = list(sf.bulk2.Account.query("SELECT Name FROM Account", max_records=20, wait=0))
+        assert len(pages) == 3 and sum(len(p.splitlines()) - 1 for p in pages) == 51
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
