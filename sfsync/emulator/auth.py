@@ -51,7 +51,7 @@ def check_session(org: Org, token: str) -> dict[str, Any] | None:
             return None
         session["calls"] += 1
         limit = org.faults.session_expire_after_calls
-        if limit and session["calls"] > int(limit):
+        if limit and session.get("expires", True) and session["calls"] > int(limit):
             del org.sessions[token]
             org.counters["sessions_expired"] += 1
             return None

@@ -269,7 +269,8 @@ class Org(RecordStore):
         with self.lock:
             self._clear()
             self.counters.clear()
-            self.sessions.clear()
+            # Sessions that never expire (connection.json's token) outlive a reset.
+            self.sessions = {k: v for k, v in self.sessions.items() if not v.get("expires", True)}
             self._seed()
             self._dirty = True
 
