@@ -22,11 +22,13 @@ from sfsync.billers.base import (
 )
 from sfsync.billers.files import FileBiller, FileBillerSettings
 from sfsync.billers.sql import SqlBiller, SqlBillerSettings
+from sfsync.billers.tmf678 import TmfBiller, TmfBillerSettings
 from sfsync.billers.layout import ACCOUNT_ENTITIES, FILES_ENTITIES, TMF_ACCOUNT_ENTITIES, TMF_ENTITIES
 
 BILLER_KINDS: dict[str, type[Biller]] = {
     FileBiller.kind: FileBiller,
     SqlBiller.kind: SqlBiller,
+    TmfBiller.kind: TmfBiller,
 }
 
 
@@ -43,5 +45,5 @@ def make_biller(name: str, kind: str, values: dict[str, Any], store: Any = None)
 __all__ = [
     "ACCOUNT_ENTITIES", "BILLER_KINDS", "EXPORT_STREAMS", "FILES_ENTITIES", "REJECT_SCHEMA", "SOURCE",
     "TMF_ACCOUNT_ENTITIES", "TMF_ENTITIES", "Batch", "Biller", "EntitySpec", "ExportResult", "FileBiller",
-    "FileBillerSettings", "SqlBiller", "SqlBillerSettings", "SupportsAccountFetch", "SupportsExport", "make_biller",
+    "FileBillerSettings", "SqlBiller", "SqlBillerSettings", "SupportsAccountFetch", "SupportsExport", "TmfBiller", "TmfBillerSettings", "make_biller",
 ]

@@ -76,7 +76,7 @@ def _rates(li: pa.Table) -> tuple[pa.Array, np.ndarray]:
     usage = pc.is_valid(li["quantity"])
     chars = pc.if_else(usage, arr([
         obj([("name", '"usageType"'), ("value", jstr(li["service_type"]))]),
-        obj([("name", '"quantity"'), ("value", jraw(li["quantity"]))]),
+        obj([("name", '"quantity"'), ("value", jstr(li["quantity"]))]),
         obj([("name", '"unitOfMeasure"'), ("value", jstr(li["uom"]))])]), "[]")
     lines = obj([
         ("id", jstr(li["line_item_id"])), ("type", jstr(rtype)), ("date", _ts(li["statement_date"])),
