@@ -89,3 +89,24 @@ def redis_url() -> str:
     if reason:
         pytest.skip(reason)
     return REDIS_URL
+
+
+# ---------------------------------------------------------------------------------------------
+# Emulator (sfsync.emulator): an in-process org and an unmodified simple-salesforce client on
+# it, for any package's tests. `emulator_org` is empty apart from the admin User and the
+# record types; `emulator_sf` is `simple_salesforce.Salesforce` routed into it with no socket.
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def emulator_org():  # type: ignore[no-untyped-def]
+    """A fresh in-memory emulator org (``sfsync.emulator.org.Org``)."""
+    from sfsync.emulator.org import Org
+
+    return Org()
+
+
+@pytest.fixture
+def emulator_sf(emulator_org):  # type: ignore[no-untyped-def]
+    """Unmodified ``simple_salesforce.Salesforce`` talking to ``emulator_org`` in-process."""
+    from sfsync.emulator.testing import inprocess_salesforce
+
+    return inprocess_salesforce(emulator_org)
