@@ -30,7 +30,6 @@ from sfsync.emulator.soql_parse import (
     unescape,
 )
 from sfsync.emulator.soql_values import (
-    BOOLEAN,
     DATE,
     DATETIME,
     ID,
@@ -38,7 +37,6 @@ from sfsync.emulator.soql_values import (
     TEXT,
     Normalizer,
     category,
-    formatter,
     literal_key,
     normalizer,
     relative_range,
@@ -263,11 +261,6 @@ def resolve_row_operand(ctx: Context, meta: ObjectMeta, expr: Operand) -> Ref:
                normalizer(cat), None)
 
 
-def output_formatter(ref: Ref) -> Callable[[Any], Any] | None:
-    """How the operand's value is rendered in REST output."""
-    return formatter(ref.field_type)
-
-
 # ---------------------------------------------------------------------------- conditions
 
 _ORDERING = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -488,18 +481,3 @@ def _includes(ctx: Context, node: Compare, ref: Ref) -> Predicate:
         have = frozenset(p.strip().lower() for p in v.split(";")) if v else frozenset()
         return any(w <= have for w in wanted) != negate
     return pred
-
-
-__all__ = [
-    "AGGREGATES",
-    "BOOLEAN",
-    "Context",
-    "ObjectMeta",
-    "PASS_THROUGH",
-    "Ref",
-    "compile_condition",
-    "like_regex",
-    "output_formatter",
-    "resolve_path",
-    "resolve_row_operand",
-]

@@ -403,13 +403,25 @@ def _aggregate(ctx: Context, meta: ObjectMeta, query: Query, pred: Predicate | N
     if not group_refs:
         groups[()] = ((), [])
     getters = [(r.get, r.norm) for r in group_refs]
-    for rec in _matching(ctx, meta, query, pred):
-        raw = tuple(get(rec) for get, _ in getters)
-        group_key = tuple(safe_key(norm, v) for v, (_, norm) in zip(raw, getters, strict=True))
-        entry = groups.get(group_key)
-        if entry is None:
-            entry = groups[group_key] = (raw, [])
-        entry[1].append(rec)
+    if len(getters) == 1:
+        # The common report shape (one GROUP BY field), without per-row tuple building.
+        ((get1, norm1),) = getters
+        by_one: dict[Any, tuple[tuple[Any, ...], list[Any]]] = {}
+        for rec in _matching(ctx, meta, query, pred):
+            v = get1(rec)
+            entry = by_one.get(k := safe_key(norm1, v))
+            if entry is None:
+                entry = by_one[k] = ((v,), [])
+            entry[1].append(rec)
+        groups = {(k,): entry for k, entry in by_one.items()}
+    else:
+        for rec in _matching(ctx, meta, query, pred):
+            raw = tuple(get(rec) for get, _ in getters)
+            group_key = tuple(safe_key(norm, v) for v, (_, norm) in zip(raw, getters, strict=True))
+            entry = groups.get(group_key)
+            if entry is None:
+                entry = groups[group_key] = (raw, [])
+            entry[1].append(rec)
     rows = [(raw, [a.compute(recs) for a in aggs]) for raw, recs in groups.values()]
     if having is not None:
         rows = [r for r in rows if having(r)]

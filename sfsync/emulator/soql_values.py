@@ -126,10 +126,6 @@ def to_datetime(v: Any) -> datetime:
     return parse_datetime(_iso_offset(str(v)))
 
 
-def _norm_id(v: Any) -> Any:
-    return v
-
-
 def normalizer(cat: str) -> Normalizer | None:
     """The per-row normalizer for a category, or None when values compare as stored."""
     return {TEXT: _norm_text, NUMBER: _norm_number, DATE: _norm_date, DATETIME: _norm_datetime}.get(cat)
