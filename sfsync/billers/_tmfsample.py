@@ -159,3 +159,51 @@ def write_tmf(out: Path, data: dict[str, Any]) -> dict[str, int]:
     counts["billingAccount"] = acc.num_rows
     write_lines(out / "billingAccount.jsonl", _accounts(acc, last_bal))
     return counts
+
+
+def mutate_tmf(d: Path, pct: float, rng: np.random.Generator) -> int:
+    """:func:`sfsync.billers.sample.mutate` for the TMF layout (rates, then their bills)."""
+    import json
+
+    changed = 0
+    for rates in sorted(d.glob("appliedCustomerBillingRate_*.jsonl")):
+        ym = rates.stem.split("_")[-1]
+        per_bill: dict[str, float] = {}
+        out = []
+        with open(rates, encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                if rng.random() < pct / 100:
+                    v = rec["taxExcludedAmount"]["value"]
+                    dv = int(rng.integers(1, 501)) / 100 * (-1 if v < 0 else 1)
+                    rec["taxExcludedAmount"]["value"] = round(v + dv, 2)
+                    rec["taxIncludedAmount"]["value"] = round(rec["taxIncludedAmount"]["value"] + dv * (1 + TAX_RATE), 2)
+                    per_bill[rec["bill"]["id"]] = per_bill.get(rec["bill"]["id"], 0.0) + dv
+                    changed += 1
+                out.append(json.dumps(rec, ensure_ascii=False))
+        _replace(rates, out)
+        bills = d / f"customerBill_{ym}.jsonl"
+        if per_bill and bills.exists():
+            out = []
+            with open(bills, encoding="utf-8") as f:
+                for line in f:
+                    rec = json.loads(line)
+                    dv = per_bill.get(rec["id"], 0.0)
+                    if dv:
+                        for k in ("amountDue", "taxExcludedAmount"):
+                            rec[k]["value"] = round(rec[k]["value"] + dv, 2)
+                        rec["taxIncludedAmount"]["value"] = round(rec["taxIncludedAmount"]["value"] + dv * (1 + TAX_RATE), 2)
+                    out.append(json.dumps(rec, ensure_ascii=False))
+            _replace(bills, out)
+    return changed
+
+
+def _replace(path: Path, lines: list[str]) -> None:
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

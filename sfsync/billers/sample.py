@@ -317,3 +317,73 @@ def generate(out: str | Path, accounts: int = 1000, months: int = 12, seed: int 
             _write(out / f"{entity}_{month['_yyyymm']}.{fmt}", entity, t, fmt)
     _write(out / f"accounts.{fmt}", "accounts", data["accounts"], fmt)
     return {"accounts": data["accounts"].num_rows, **counts}
+
+
+def _read_layout(path: Path, entity: str, fmt: str) -> pa.Table:
+    """Read a sample file back with amounts as '12.30' strings (the in-memory layout)."""
+    spec = FILES_ENTITIES[entity].columns or {}
+    if fmt == "csv":
+        t = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in spec}, strings_can_be_null=True))
+    elif fmt == "parquet":
+        t = pq.read_table(path)
+    else:
+        import pyarrow.json as pajson
+
+        from sfsync.billers._jsonread import explicit_schema
+
+        t = pajson.read_json(path, parse_options=pajson.ParseOptions(explicit_schema=explicit_schema(spec)))
+    cols = []
+    for name in t.column_names:
+        col = t[name]
+        if spec.get(name) == "decimal":
+            col = _money(_cents_of(col), pc.is_valid(col).to_numpy(zero_copy_only=False))
+        elif spec.get(name) == "integer":
+            col = pc.cast(col, pa.int64())
+        cols.append(col)
+    return pa.table(cols, names=t.column_names)
+
+
+def _cents_of(col: Any) -> np.ndarray:
+    f = pc.fill_null(pc.cast(col, pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+    return np.rint(f * 100).astype(np.int64)
+
+
+def mutate(directory: str | Path, pct: float, seed: int = 7) -> int:
+    """Re-issue the amounts of ``pct`` % of line items in place, keeping statements consistent.
+
+    Each chosen line item moves by 0.01-5.00 (credits get more negative, charges more
+    positive); its statement's ``current_charges`` and ``balance_due`` move by the same sum.
+    Files are rewritten atomically. Returns how many line items changed.
+    """
+    d = Path(directory)
+    rng = np.random.default_rng(seed)
+    if list(d.glob("appliedCustomerBillingRate_*.jsonl")):
+        from sfsync.billers._tmfsample import mutate_tmf
+
+        return mutate_tmf(d, pct, rng)
+    changed = 0
+    for li_path in sorted(d.glob("line_items_*.*")):
+        fmt = li_path.suffix.lstrip(".")
+        ym = li_path.stem.split("_")[-1]
+        li = _read_layout(li_path, "line_items", fmt)
+        pick = rng.random(li.num_rows) < pct / 100
+        if not pick.any():
+            continue
+        cents = _cents_of(li["amount"])
+        delta = np.where(pick, rng.integers(1, 501, li.num_rows), 0) * np.where(cents < 0, -1, 1)
+        li = li.set_column(li.column_names.index("amount"), "amount", _money(cents + delta))
+        _write(li_path, "line_items", li, fmt)
+        st_path = d / f"statements_{ym}.{fmt}"
+        if st_path.exists():
+            st = _read_layout(st_path, "statements", fmt)
+            per: dict[str, int] = {}
+            for sid, dv in zip(li["statement_id"].to_pylist(), delta.tolist(), strict=True):
+                if dv:
+                    per[sid] = per.get(sid, 0) + dv
+            add = np.array([per.get(s, 0) for s in st["statement_id"].to_pylist()], dtype=np.int64)
+            for col in ("current_charges", "balance_due"):
+                st = st.set_column(st.column_names.index(col), col, _money(_cents_of(st[col]) + add))
+            _write(st_path, "statements", st, fmt)
+        changed += int(pick.sum())
+    return changed
