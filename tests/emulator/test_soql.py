@@ -441,3 +441,12 @@ def test_keywords_are_case_insensitive_and_names_may_look_like_keywords(org: Org
 
 def test_parse_is_cached() -> None:
     assert parse("SELECT Id FROM Account") is parse("SELECT Id FROM Account")
+
+
+def test_indexed_equality_matches_like_a_scan(org: Org) -> None:
+    # External IDs and idLookup fields are answered from the org's index: same rows as a scan.
+    q = f"SELECT Name FROM {STMT} WHERE vlocity_cmt__ExternalID__c "
+    assert names(execute(org, q + "= 'st-1'")) == ["S1"]
+    assert names(execute(org, q + "IN ('ST-2', 'st-1', 'nope')")) == ["S1", "S2"]
+    assert names(execute(org, q + "= 'st-1' AND vlocity_cmt__Status__c = 'Pending'")) == []
+    assert names(execute(org, "SELECT Name FROM Account WHERE Name = 'BETA'")) == ["beta"]
