@@ -111,14 +111,30 @@ def coerce(values: pa.Array, ft: FieldType, opts: CoerceOptions) -> tuple[pa.Arr
 
 
 def _err(mask: Any, code: str, message: str, values: pa.Array | None, n: int) -> list[RowError]:
+    # pc.any is a single pass without a copy: clean columns never build a numpy mask.
+    if isinstance(mask, pa.Array | pa.ChunkedArray) and not pc.any(mask).as_py():
+        return []
     m = to_mask(mask, n)
     return [RowError(m, code, message, values)] if m.any() else []
+
+
+def _canonical_number_re(ft: FieldType) -> str:
+    """Text that already is what Salesforce wants: no sign noise, exactly ``scale`` decimals, fits."""
+    whole = max((ft.precision or 18) - ft.scale, 1)
+    frac = rf"\.\d{{{ft.scale}}}" if ft.scale else ""
+    return rf"^-?(0|[1-9]\d{{0,{whole - 1}}}){frac}$"
 
 
 def _numbers(v: pa.Array, ft: FieldType) -> tuple[pa.Array, list[RowError]]:
     n = len(v)
     errors: list[RowError] = []
     t = v.type
+    if is_string(t) and ft.precision:
+        # Fast path: billers nearly always write amounts exactly as Salesforce wants them
+        # ("12.30" for Currency(18,2)); then the input is the output, checked by one regex.
+        canonical = pc.match_substring_regex(v, _canonical_number_re(ft))
+        if pc.all(pc.or_kleene(canonical, pc.is_null(v))).as_py():
+            return (v if pa.types.is_string(t) else v.cast(pa.string())), []
     if is_string(t):
         s = pc.utf8_trim_whitespace(v)
         ok = pc.match_substring_regex(s, _NUMBER_RE)
@@ -201,16 +217,43 @@ def _dates(v: pa.Array, ft: FieldType, opts: CoerceOptions) -> tuple[pa.Array, l
     elif t == pa.null():
         return pa.nulls(n, pa.string()), []
     else:
+        fast = _iso_dates(v) if opts.date_formats and opts.date_formats[0] in ("%Y-%m-%d", "iso") else None
+        if fast is not None:
+            errs = _date_range_errors(fast[1], ft, v, n)
+            return _blank_failed(fast[0], errs, n), errs
         s = _to_text_for_parse(v)
         d = parse_dates(s, opts.date_formats)
         bad = pc.and_(pc.is_null(d), pc.not_equal(s, ""))
         errors += _err(bad, "INVALID_DATE",
                        f"{ft.name}: {{value}} is not a date (formats: {', '.join(opts.date_formats)})", v, n)
+    errors += _date_range_errors(d, ft, v, n)
+    return _blank_failed(d.cast(pa.string()), errors, n), errors
+
+
+def _date_range_errors(d: pa.Array, ft: FieldType, v: pa.Array, n: int) -> list[RowError]:
     # Salesforce stores dates from 1700 to 4000; outside that the insert fails anyway.
     year = pc.year(d)
     out_of_range = pc.or_(pc.less(year, 1700), pc.greater(year, 4000))
-    errors += _err(out_of_range, "INVALID_DATE", f"{ft.name}: {{value}} is outside 1700-4000", v, n)
-    return _blank_failed(d.cast(pa.string()), errors, n), errors
+    return _err(out_of_range, "INVALID_DATE", f"{ft.name}: {{value}} is outside 1700-4000", v, n)
+
+
+def _iso_dates(v: pa.Array) -> tuple[pa.Array, pa.Array] | None:
+    """Strings that are all strict ``YYYY-MM-DD`` dates: themselves (and their date32), else None.
+
+    Arrow's string→date32 cast is strict and fast but all-or-nothing, so it is the fast path
+    for clean columns; any bad value sends the column through the per-row path instead.
+    """
+    if not is_string(v.type):
+        return None
+    lengths = pc.binary_length(v)
+    if pc.min(lengths).as_py() != 10 or pc.max(lengths).as_py() != 10:
+        return None
+    try:
+        d = v.cast(pa.date32())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    out = v if pa.types.is_string(v.type) else v.cast(pa.string())
+    return out, d
 
 
 def parse_datetimes(s: pa.Array, formats: tuple[str, ...] | list[str], timezone: str) -> pa.Array:

@@ -115,6 +115,14 @@ class Evaluator:
         if k == "null":
             return pa.scalar(None, pa.float64()) if isinstance(v, pa.Scalar) else pa.nulls(len(v), pa.float64())
         if k == "string":
+            try:
+                # Arrow's cast is strict (all-or-nothing) and fast: the common clean case. It also
+                # reads "nan"/"inf", which are not numbers to a biller: those take the slow path.
+                fast = v.cast(pa.float64())
+                if pc.all(pc.or_kleene(pc.is_finite(fast), pc.is_null(fast))).as_py():
+                    return fast
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
             ok = pc.match_substring_regex(v, NUMBER_RE)
             self._flag(pc.invert(ok), "INVALID_NUMBER", "{value} is not a number", v)
             return pc.if_else(ok, pc.utf8_trim_whitespace(v), _NULL_STR).cast(pa.float64())
