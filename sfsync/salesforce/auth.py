@@ -260,6 +260,8 @@ class Authenticator:
     def _post(self, url: str, **kwargs: Any) -> requests.Response:
         try:
             response = self.session.post(url, timeout=self._creds.timeout, **kwargs)
+        except requests.exceptions.SSLError:
+            raise ConfigError(f"TLS verification of {url} failed; is ca_bundle right?", key="salesforce.ca_bundle") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientError(f"cannot reach the Salesforce login host {url}: {type(exc).__name__}") from None
         self.logins += 1
@@ -312,10 +314,12 @@ class Authenticator:
 def make_session(credentials: Credentials, session: requests.Session | None = None) -> requests.Session:
     """The HTTP session for a run: the caller's (e.g. in-process emulator) or a new one.
 
-    A configured CA bundle becomes ``session.verify`` so that the client trusts a
-    private CA (the emulator's, or a corporate proxy's).
+    A configured CA bundle is what the session verifies HTTPS with (see :mod:`.tls`), so
+    that the client trusts a private CA (the emulator's, or a corporate proxy's).
     """
+    from .tls import trust
+
     session = session or requests.Session()
     if credentials.ca_bundle:
-        session.verify = str(credentials.ca_bundle)
+        trust(session, str(credentials.ca_bundle))
     return session

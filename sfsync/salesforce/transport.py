@@ -18,12 +18,10 @@ Retry rules, decided from the failure alone:
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -34,10 +32,11 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 from simple_salesforce.util import exception_handler
 
-from sfsync.errors import BudgetExhausted, SessionExpired, TerminalError, TransientError
+from sfsync.errors import BudgetExhausted, ConfigError, SessionExpired, TerminalError, TransientError
 
 from .auth import Authenticator, Token
 from .guard import BudgetGuard, CallCounter
+from .tls import module_requests_trust
 
 T = TypeVar("T")
 
@@ -102,7 +101,7 @@ class RetryPolicy:
 
 @dataclass
 class _Failure:
-    kind: str  # session | transient | limit | api | other
+    kind: str  # session | transient | limit | tls | api
     message: str
     retry_after: float | None = None
     unsent: bool = False  # the request certainly did not reach Salesforce
@@ -151,6 +150,8 @@ def _classify(exc: BaseException, retry_after: float | None) -> _Failure | None:
         if exc.status_code is not None and exc.status_code >= 500:
             return _Failure("transient", text[:500], status=exc.status_code)
         return _Failure("api", text[:500], status=exc.status_code, content=text)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return _Failure("tls", f"TLS verification of Salesforce failed ({exc.__class__.__name__}); is salesforce.ca_bundle right?")
     if isinstance(exc, requests.ConnectTimeout):
         return _Failure("transient", "cannot reach Salesforce: ConnectTimeout", unsent=True)
     if isinstance(exc, requests.ConnectionError):
@@ -270,7 +271,7 @@ class Transport:
         """
 
         def run() -> T:
-            with self._bulk1_tls():
+            with module_requests_trust(self.ca_bundle):
                 return fn(self.bulk1)
 
         return self._run("bulk1", run, idempotent, guarded)
@@ -327,6 +328,8 @@ class Transport:
                 self.relogin(token)
                 relogged = True
                 continue
+            if failure.kind == "tls":
+                raise ConfigError(failure.message, key="salesforce.ca_bundle") from None
             if failure.kind == "limit":
                 raise BudgetExhausted(f"the org's daily API request limit is exhausted: {failure.message}") from None
             if failure.kind == "transient":
@@ -336,20 +339,6 @@ class Transport:
                     continue
                 raise TransientError(failure.message, retry_after=failure.retry_after) from None
             raise ApiError(failure.message, status=failure.status, error_code=failure.error_code, content=failure.content) from None
-
-    @contextmanager
-    def _bulk1_tls(self) -> Iterator[None]:
-        # salesforce-bulk calls requests.post/get with no session: the only way to make
-        # it trust a private CA is the environment. Set it for the call only.
-        if not self.ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE"):
-            yield
-            return
-        os.environ["REQUESTS_CA_BUNDLE"] = self.ca_bundle
-        try:
-            yield
-        finally:
-            os.environ.pop("REQUESTS_CA_BUNDLE", None)
-
 
 def json_body(payload: Any) -> str:
     """Compact JSON for request bodies (``allow_nan=False``: Salesforce rejects NaN)."""

@@ -230,3 +230,56 @@ def test_insert_update_delete_round_trip(client, org, api):
     deleted = client.write_frame("Account", "delete", update[["Id"]], api=api)
     assert deleted.drop(index=update.index[7])["success"].all() and not deleted.at[update.index[7], "success"]
     assert org.get("Account", inserted["id"].iloc[3]) is None
+
+
+@pytest.mark.skipif(not _has("sfsync.emulator.server"), reason="the emulator's HTTPS server is not there yet")
+def test_over_loopback_tls_with_the_connection_file(tmp_path):
+    """``emulator: DIR`` end to end: HTTPS on loopback, its CA trusted by both clients."""
+    from sfsync.emulator.org import Org
+    from sfsync.emulator.server import run_in_thread
+
+    org = Org()
+    handle = run_in_thread(org, state_dir=tmp_path / "emu")
+    try:
+        client = connect(SalesforceSettings(emulator=tmp_path / "emu", describe_cache_dir=tmp_path / "d"), policy=RetryPolicy(first_poll=0.05))
+        accounts = pd.DataFrame({"Name": [f"A{i}" for i in range(2100)]})
+        assert client.write_frame("Account", "insert", accounts)["success"].all()  # Bulk 2.0
+        ids = client.write_frame("Account", "insert", accounts.head(30), api="bulk1")  # salesforce-bulk
+        assert ids["success"].all()
+        assert len(list(client.query("SELECT Id FROM Account WHERE Name = 'A7'"))) == 2
+        conn = handle.connection()
+        jwt_settings = SalesforceSettings(
+            login_url=conn["login_url"],
+            auth="jwt",
+            username=conn["username"],
+            client_id=conn["client_id"],
+            private_key_file=conn["private_key_file"],
+            ca_bundle=conn["ca_bundle"],
+            describe_cache_dir=tmp_path / "d",
+        )
+        assert connect(jwt_settings).limits()["DailyApiRequests"]["Max"] > 0
+    finally:
+        handle.stop()
+
+
+@pytest.mark.skipif(not _has("sfsync.emulator.server"), reason="the emulator's HTTPS server is not there yet")
+def test_untrusted_certificate_is_a_config_error(tmp_path):
+    from sfsync.emulator.org import Org
+    from sfsync.emulator.server import run_in_thread
+    from sfsync.errors import ConfigError
+
+    handle = run_in_thread(Org(), state_dir=tmp_path / "emu")
+    try:
+        conn = handle.connection()
+        settings = SalesforceSettings(
+            login_url=conn["login_url"],
+            username=conn["username"],
+            password=SecretStr(conn["password"]),
+            security_token=SecretStr(conn["security_token"]),
+            client_id=conn["client_id"],
+            client_secret=SecretStr(conn["client_secret"]),
+        )
+        with pytest.raises(ConfigError, match="ca_bundle"):
+            connect(settings)
+    finally:
+        handle.stop()

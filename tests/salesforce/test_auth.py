@@ -125,3 +125,23 @@ def test_ca_bundle_becomes_session_verify(rsps, settings, tmp_path: Path):
     add_login(rsps)
     client = connect(settings.model_copy(update={"ca_bundle": tmp_path / "ca.pem"}))
     assert client.transport.session.verify == str(tmp_path / "ca.pem")
+
+
+def test_configured_ca_wins_over_the_environment_and_env_is_restored(monkeypatch, tmp_path):
+    import os
+
+    import requests
+
+    from sfsync.salesforce.tls import CaBundleAdapter, module_requests_trust, trust
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
+    session = requests.Session()
+    trust(session, str(ca))
+    adapter = session.get_adapter("https://org.example.com/")
+    assert isinstance(adapter, CaBundleAdapter) and adapter.ca_bundle == str(ca)
+    with module_requests_trust(str(ca)):
+        bundle = os.environ["REQUESTS_CA_BUNDLE"]
+        assert bundle != str(ca) and open(bundle).read().endswith(ca.read_text())
+    assert os.environ["REQUESTS_CA_BUNDLE"] == "/etc/ssl/certs/ca-certificates.crt"
