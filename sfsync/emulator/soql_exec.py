@@ -146,7 +146,7 @@ def _by_ids(ctx: Context, meta: ObjectMeta, values: list[str], include_deleted: 
         rec = ctx.org.by_id(rid)
         if rec is not None and (include_deleted or not rec.get("IsDeleted")):
             out[rid] = rec
-    return list(out.values())
+    return _in_org_order(out)
 
 
 def _by_index(ctx: Context, meta: ObjectMeta, fd: dict[str, Any], values: list[str],
@@ -167,7 +167,16 @@ def _by_index(ctx: Context, meta: ObjectMeta, fd: dict[str, Any], values: list[s
         for rec in found or ():
             if include_deleted or not rec.get("IsDeleted"):
                 out.setdefault(rec.get("Id") or str(id(rec)), rec)
-    return list(out.values())
+    return _in_org_order(out)
+
+
+def _in_org_order(by_id: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Index hits in the order a scan would meet them.
+
+    The org's Ids are fixed-width base-62 counters whose text order is creation order,
+    which is also the order ``org.records`` yields.
+    """
+    return [by_id[k] for k in sorted(by_id)]
 
 
 # ---------------------------------------------------------------------------- plain queries
