@@ -1,0 +1,59 @@
+"""Matching echoed bulk results to input rows, and parsing bulk error strings."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sfsync.salesforce.csvio import csv_chunks, read_csv
+from sfsync.salesforce.results import match_positions, split_errors
+
+values = st.sampled_from(["", "a", "b", "a,b", 'q"x', "line\nbreak", "é"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(values, values), min_size=1, max_size=40), key=st.sampled_from([None, "k"]), seed=st.integers(0, 10**6))
+def test_every_echoed_row_finds_a_distinct_identical_input_row(rows, key, seed):
+    sent = pa.table({"k": [r[0] for r in rows], "v": [r[1] for r in rows]})
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    cut = len(order) // 2
+    halves = [sent.take(pa.array(order[:cut], type=pa.int64())), sent.take(pa.array(order[cut:], type=pa.int64()))]
+    positions = np.concatenate(match_positions(sent, halves, key))
+    assert sorted(positions.tolist()) == list(range(len(rows)))  # a bijection
+    echoed = pa.concat_tables(halves)
+    assert sent.take(pa.array(positions)).to_pylist() == echoed.to_pylist()  # onto identical content
+
+
+def test_results_that_match_nothing_are_minus_one():
+    sent = pa.table({"k": ["a", "b"]})
+    (positions,) = match_positions(sent, [pa.table({"k": ["b", "zz"]})], "k")
+    assert positions.tolist() == [1, -1]
+
+
+def test_split_errors():
+    codes, messages = split_errors(
+        [
+            "REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --",
+            "INVALID_FIELD:Foreign key external ID: X not found for field F in entity E:--",
+            "Duplicate external id specified: 12",
+        ]
+    )
+    assert codes.tolist() == ["REQUIRED_FIELD_MISSING", "INVALID_FIELD", "UNKNOWN_ERROR"]
+    assert messages.tolist() == ["Required fields are missing: [Name]", "Foreign key external ID: X not found for field F in entity E", "Duplicate external id specified: 12"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 300), max_rows=st.integers(1, 120), max_bytes=st.integers(200, 5000))
+def test_csv_chunks_stay_within_limits_and_cover_every_row_once(n, max_rows, max_bytes):
+    table = pa.table({"Name": [f"row {i} " + "x" * (i % 37) for i in range(n)]})
+    chunks = list(csv_chunks(table, max_rows=max_rows, max_bytes=max_bytes))
+    assert [c.start for c in chunks] == [0] + [c.stop for c in chunks[:-1]] and chunks[-1].stop == n
+    for c in chunks:
+        assert c.stop - c.start <= max_rows
+        assert len(c.data) <= max_bytes or c.stop - c.start == 1
+        assert read_csv(c.data).column("Name").to_pylist() == table.column("Name").to_pylist()[c.start : c.stop]
