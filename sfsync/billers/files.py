@@ -159,7 +159,7 @@ class FileBiller(Biller):
         if not root.is_dir():
             raise ConfigError(f"biller {self.name!r}: directory {str(root)!r} does not exist", key="path")
         return sorted(p for p in root.glob(self._pattern(entity))
-                      if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".tmp"))
+                      if (p.is_file() or p.is_symlink()) and not p.name.startswith(".") and not p.name.endswith(".tmp"))
 
     # -- reading ----------------------------------------------------------------------------
     def read(self, entity: str, *, full: bool = False) -> Iterator[Batch]:

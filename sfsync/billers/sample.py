@@ -134,8 +134,8 @@ def _month(rng: np.random.Generator, acc: dict[str, Any], m: int, months: int, f
     for c, words in _DESC.items():
         desc = pc.if_else(pa.array(cat == c), _pick(rng, words, total), desc)
     odd = rng.random(total)
-    desc = pc.if_else(pa.array(odd < 0.0002), pa.scalar("Adjustment per agreement:\nsee letter, ref \"A-7\""), desc)
-    desc = pc.if_else(pa.array((odd >= 0.0002) & (odd < 0.0003)), pa.scalar(_LONG), desc)
+    desc = pc.if_else(pa.array(odd < 0.0004), pa.scalar("Adjustment per agreement:\nsee letter, ref \"A-7\""), desc)
+    desc = pc.if_else(pa.array((odd >= 0.0004) & (odd < 0.0008)), pa.scalar(_LONG), desc)
     line_no = np.where(corp[s_of], seq % 3 + 1, 1)
     li_acct6 = pc.take(acct6, pa.array(s_of))
     service_id = _cat("SV-", li_acct6, "-", pc.cast(pa.array(line_no), pa.string()))
