@@ -14,6 +14,7 @@ Numbers go through ``decimal128`` rather than floats so that ``0.005`` rounds to
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -194,12 +195,29 @@ def parse_dates(s: pa.Array, formats: tuple[str, ...] | list[str]) -> pa.Array:
         if fmt == "iso":
             iso = pc.match_substring_regex(s, _ISO_DATE_PREFIX)
             head = pc.utf8_slice_codeunits(pc.if_else(iso, s, _NULL_STR), 0, 10)
-            got = pc.strptime(head, "%Y-%m-%d", "s", error_is_null=True)
+            got = strict_strptime(head, "%Y-%m-%d", "s")
         else:
-            got = pc.strptime(s, fmt, "s", error_is_null=True)
+            got = strict_strptime(s, fmt, "s")
         got = got.cast(pa.timestamp("s")).cast(pa.date32()) if got.type.tz is None else got.cast(pa.date32())
         result = got if result is None else pc.coalesce(result, got)
     return result if result is not None else pa.nulls(len(s), pa.date32())
+
+
+def strict_strptime(s: pa.Array, fmt: str, unit: str) -> pa.Array:
+    """``pc.strptime`` that refuses impossible days instead of rolling them over.
+
+    Arrow's strptime reads ``2026-02-30`` as March 2nd. When the format has ``%d``, the day
+    written is extracted with a regex built from the format and compared with the parsed day.
+    """
+    got = pc.strptime(s, fmt, unit, error_is_null=True)
+    if "%d" not in fmt:
+        return got
+    pattern = "^" + re.escape(fmt).replace("%d", r"(?P<day>\d{1,2})")
+    pattern = re.sub(r"%[A-Za-z]", ".+?", pattern.replace(r"\%", "%"))
+    written = pc.struct_field(pc.extract_regex(s, pattern), [0])
+    parsed_day = pc.day(got)
+    ok = pc.equal(pc.cast(written, pa.int64(), safe=False), parsed_day)
+    return pc.if_else(pc.fill_null(ok, False), got, pa.scalar(None, got.type))
 
 
 def _to_text_for_parse(v: pa.Array) -> pa.Array:
@@ -270,7 +288,7 @@ def parse_datetimes(s: pa.Array, formats: tuple[str, ...] | list[str], timezone:
             b = pc.assume_timezone(b, timezone=timezone, ambiguous="earliest", nonexistent="latest")
             got = pc.coalesce(a.cast(utc, safe=False), b.cast(utc, safe=False))
         else:
-            got = pc.strptime(s, fmt, "ms", error_is_null=True)
+            got = strict_strptime(s, fmt, "ms")
             if got.type.tz is None:
                 got = pc.assume_timezone(got, timezone=timezone, ambiguous="earliest", nonexistent="latest")
             got = got.cast(utc)
