@@ -81,6 +81,18 @@ class SqlCheckpoint:
     keys_at_value: list[str] = field(default_factory=list)
 
 
+_DOWN_WORDS = ("could not connect", "connection refused", "server closed", "timeout", "timed out",
+               "database is locked", "terminating connection", "connection reset")
+
+
+def _unavailable(exc: DBAPIError) -> bool:
+    """True when the database is down or busy (retry later), not when it refused the statement."""
+    if exc.connection_invalidated:
+        return True
+    msg = str(exc.orig or exc).lower()
+    return isinstance(exc, OperationalError) and any(w in msg for w in _DOWN_WORDS)
+
+
 def _encode(v: Any) -> dict[str, Any]:
     """A cursor value as JSON (type-tagged so it binds back as the same type)."""
     if isinstance(v, dt.datetime):
@@ -208,9 +220,9 @@ class SqlBiller(Biller):
                     if cp is None and t.num_rows == 0:
                         continue
                     yield Batch(entity, t, cp, source=entity)
-        except OperationalError as exc:
-            raise TransientError(f"biller {self.name!r}: database unavailable: {exc.orig or exc}") from exc
         except DBAPIError as exc:
+            if _unavailable(exc):
+                raise TransientError(f"biller {self.name!r}: database unavailable: {exc.orig or exc}") from exc
             raise UserError(f"biller {self.name!r}: entity {entity!r}: the database refused the query: "
                             f"{exc.orig or exc}") from exc
 
@@ -236,8 +248,10 @@ class SqlBiller(Biller):
                     result = conn.execute(text(f"SELECT * FROM {self._from(e)} WHERE {self._q(e.account_column)} = :a"),
                                           {"a": account_number})
                     out[entity] = self._to_table(list(result.keys()), result.fetchall(), entity, specs[entity].key)
-        except OperationalError as exc:
-            raise TransientError(f"biller {self.name!r}: database unavailable: {exc.orig or exc}") from exc
+        except DBAPIError as exc:
+            if _unavailable(exc):
+                raise TransientError(f"biller {self.name!r}: database unavailable: {exc.orig or exc}") from exc
+            raise UserError(f"biller {self.name!r}: the database refused the account query: {exc.orig or exc}") from exc
         return out
 
     # -- export sink ------------------------------------------------------------------------
@@ -268,10 +282,10 @@ class SqlBiller(Biller):
             with self.engine.begin() as conn:
                 self._insert(conn, table, target, rows)
             return self._results(target, table, records)
-        except OperationalError as exc:
-            return [ExportResult(r["sf_id"], False, None, f"database unavailable: {exc.orig or exc}", transient=True)
-                    for r in records]
-        except DBAPIError:
+        except DBAPIError as exc:
+            if _unavailable(exc):
+                return [ExportResult(r["sf_id"], False, None, f"database unavailable: {exc.orig or exc}",
+                                     transient=True) for r in records]
             # One bad row must not sink the others: retry one by one for per-record reasons.
             out = []
             for r, row in zip(records, rows, strict=True):
@@ -281,7 +295,7 @@ class SqlBiller(Biller):
                     out.extend(self._results(target, table, [r]))
                 except DBAPIError as exc:
                     out.append(ExportResult(r["sf_id"], False, None, str(exc.orig or exc).strip().splitlines()[0],
-                                            transient=isinstance(exc, OperationalError)))
+                                            transient=_unavailable(exc)))
             return out
 
     def _insert(self, conn: Any, table: Table, target: SqlExportTarget, rows: list[dict[str, Any]]) -> None:
