@@ -111,10 +111,13 @@ def route_requests(target: Org | EmulatorApp, host: str = DEFAULT_HOST) -> Itera
         yield app
 
 
-def inprocess_salesforce(org: Org, host: str = DEFAULT_HOST, version: str = "59.0") -> Any:
-    """An unmodified ``simple_salesforce.Salesforce`` talking to ``org`` in-process."""
+def inprocess_salesforce(org: Org, host: str = DEFAULT_HOST, version: str = "59.0", *, expires: bool = True) -> Any:
+    """An unmodified ``simple_salesforce.Salesforce`` talking to ``org`` in-process.
+
+    Its session obeys the ``session_expire_after_calls`` fault unless ``expires`` is False.
+    """
     from simple_salesforce import Salesforce
 
     session = inprocess_session(org, host)
-    token = auth.new_session(org, source="test", expires=False)
+    token = auth.new_session(org, source="test", expires=expires)
     return Salesforce(instance_url=f"https://{host}", session_id=token, session=session, version=version)
