@@ -115,7 +115,7 @@ fields:
 def test_export_refuses_card_and_bank_numbers():
     found = problems_of(EXPORT_HEAD, with_describe=False)
     assert "broken.yaml:6:57: source.fields.2: vlocity_cmt__CardNumber__c holds card or bank numbers and must never be exported" in found
-    assert any(p.startswith("broken.yaml:11:3: fields.pan:") and "must never be exported" in p for p in found)
+    assert any(p.startswith("broken.yaml:11:3: fields.pan.source:") and "must never be exported" in p for p in found)
     formula = EXPORT_HEAD.replace("  pan: vlocity_cmt__CardNumber__c\n",
                                   "  x: {formula: 'RIGHT(vlocity_cmt__BankAccountNumber__c, 4)'}\n")
     assert any("vlocity_cmt__BankAccountNumber__c holds card or bank numbers" in p for p in problems_of(formula, False))
