@@ -293,9 +293,9 @@ class SqlBiller(Biller):
                     with self.engine.begin() as conn:
                         self._insert(conn, table, target, [row])
                     out.extend(self._results(target, table, [r]))
-                except DBAPIError as exc:
-                    out.append(ExportResult(r["sf_id"], False, None, str(exc.orig or exc).strip().splitlines()[0],
-                                            transient=_unavailable(exc)))
+                except DBAPIError as row_exc:
+                    reason = str(row_exc.orig or row_exc).strip().splitlines()[0]
+                    out.append(ExportResult(r["sf_id"], False, None, reason, transient=_unavailable(row_exc)))
             return out
 
     def _insert(self, conn: Any, table: Table, target: SqlExportTarget, rows: list[dict[str, Any]]) -> None:
