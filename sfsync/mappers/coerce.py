@@ -282,9 +282,9 @@ def parse_datetimes(s: pa.Array, formats: tuple[str, ...] | list[str], timezone:
         if fmt == "iso":
             zoned = pc.match_substring_regex(s, _ISO_DATETIME_ZONED)
             naive = pc.match_substring_regex(s, _ISO_DATETIME_NAIVE)
-            a = _cast_ts(pc.if_else(zoned, s, _NULL_STR), pa.timestamp("ns", tz="UTC"))
+            a = _cast_ts(pc.if_else(zoned, s, _NULL_STR), pa.timestamp("us", tz="UTC"))
             b = _cast_ts(pc.if_else(naive, pc.replace_substring(s, " ", "T", max_replacements=1), _NULL_STR),
-                         pa.timestamp("ns"))
+                         pa.timestamp("us"))
             b = pc.assume_timezone(b, timezone=timezone, ambiguous="earliest", nonexistent="latest")
             got = pc.coalesce(a.cast(utc, safe=False), b.cast(utc, safe=False))
         else:
