@@ -278,13 +278,13 @@ def run_dml(
         if err is not None:
             results.append(DmlResult(targets[i] if operation == "update" else None, False, False, [err]))
             continue
-        vals = values[i]
-        assert vals is not None
+        row_vals = values[i]
+        assert row_vals is not None
         target = targets[i]
         if target is None:
-            results.append(DmlResult(apply_insert(obj, vals, now), True, True, []))
+            results.append(DmlResult(apply_insert(obj, row_vals, now), True, True, []))
         else:
-            apply_update(obj, target, vals, now)
+            apply_update(obj, target, row_vals, now)
             results.append(DmlResult(target, True, False, []))
     org._note_rows(api, n)
     return results
@@ -354,10 +354,11 @@ def _match_by_key(call: _Call, fd: FieldDef, rows: Sequence[Mapping[str, Any]], 
                     targets[i] = next(iter(found))
     dups = _duplicates(keys)
     if dups:
-        for i, key in enumerate(keys):
-            if key in dups:
-                raw = rows[i].get(plans[i].match_col or "")
-                errors[i] = SfError("DUPLICATE_VALUE", f"Duplicate external id specified: {raw}", [fd.name])
+        for i, row_key in enumerate(keys):
+            if row_key in dups:
+                errors[i] = SfError("DUPLICATE_VALUE",
+                                    f"Duplicate external id specified: {rows[i].get(plans[i].match_col or '')}",
+                                    [fd.name])
 
 
 def _check_unique(org: Org, obj: SObjectType, unique: list[FieldDef], vals: dict[str, Any], target: str | None,

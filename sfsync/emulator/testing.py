@@ -15,6 +15,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
+from urllib.parse import unquote, urlsplit
 
 import requests
 from requests.adapters import BaseAdapter
@@ -56,13 +57,13 @@ class InProcessAdapter(BaseAdapter):
     def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
              verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
         """Run the request through the app and wrap its answer as a ``requests.Response``."""
-        url = requests.utils.urlparse(request.url or "")
+        url = urlsplit(request.url or "")
         builder = EnvironBuilder(
             method=request.method or "GET",
-            path=requests.utils.unquote(url.path or "/"),
+            path=unquote(url.path or "/"),
             query_string=url.query,
             base_url=f"{url.scheme}://{url.netloc}",
-            headers={k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "transfer-encoding")},
+            headers=[(k, v) for k, v in request.headers.items() if k.lower() not in ("content-length", "transfer-encoding")],
             data=_body_bytes(request.body),
         )
         environ = builder.get_environ()
@@ -78,7 +79,7 @@ class InProcessAdapter(BaseAdapter):
         response._content = content
         response.url = request.url or ""
         response.request = request
-        response.connection = self
+        response.connection = self  # type: ignore[assignment]
         return response
 
     def close(self) -> None:
@@ -89,8 +90,9 @@ def inprocess_session(target: Org | EmulatorApp, host: str = DEFAULT_HOST) -> re
     """A ``requests.Session`` whose ``https://{host}/`` requests go to the app in-process."""
     app = target if isinstance(target, EmulatorApp) else create_app(target)
     session = requests.Session()
-    session.mount(f"https://{host}/", InProcessAdapter(app))
-    session.mount(f"http://{host}/", InProcessAdapter(app))
+    adapter = InProcessAdapter(app)
+    session.mount(f"https://{host}/", adapter)
+    session.mount(f"http://{host}/", adapter)
     return session
 
 

@@ -22,7 +22,7 @@ def _urls(obj: SObjectType) -> dict[str, str]:
 
 
 def _global_entry(obj: SObjectType) -> dict[str, Any]:
-    editable = not obj.name in ("RecordType",)
+    editable = obj.name != "RecordType"
     return {
         "activateable": False, "createable": editable, "custom": obj.custom, "customSetting": obj.custom_setting,
         "deepCloneable": False, "deletable": editable, "deprecatedAndHidden": False, "feedEnabled": False,
@@ -46,7 +46,7 @@ def describe_global(schema: Schema) -> dict[str, Any]:
 def _describe_field(obj: SObjectType, fd: FieldDef) -> dict[str, Any]:
     nillable = not fd.required and fd.type != "boolean" and fd.name not in (
         "Id", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp", "IsDeleted")
-    if fd.auto_number or fd.name_field and obj.field("Name") is fd and fd.auto_number:
+    if fd.auto_number:
         nillable = False
     text = fd.type not in _SOAP_TYPES
     is_number = fd.type in ("double", "currency", "percent")
