@@ -51,7 +51,7 @@ def _describe_source(org: bool, cache: str | None, config: str | None, offline: 
             from sfsync.salesforce import connect
 
             settings = load_settings(config)
-            client = connect(settings.salesforce)
+            client = connect(settings.salesforce)  # type: ignore[arg-type]
             return client.describe, "the org"
         except ImportError:
             pass

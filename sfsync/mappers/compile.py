@@ -122,7 +122,8 @@ class CompiledMapping:
         self._rt_ids = desc.record_types(self.sobject) if desc and mapping.record_type else {}
         self._conditions = [(c, E.parse(c.when), E.parse_template(c.message) if c.message else None)
                             for c in mapping.conditions]
-        self.types = {p.target: (p.spec.type or "string") for p in self.plans} if self.direction == "export" else {}
+        self.types: dict[str, str] = (
+            {p.target: str(p.spec.type or "string") for p in self.plans} if self.direction == "export" else {})
 
     def _plan(self, target: str, spec: FieldSpec, record_type: bool = False) -> _Plan:
         m = self.mapping
@@ -353,7 +354,7 @@ class CompiledMapping:
         from sfsync.mappers.keys import soql_where
 
         table = rows.rows if isinstance(rows, MappedBatch) else rows
-        types = {p.target: p.ftype for p in self.plans if p.ftype is not None}
+        types: dict[str, FieldType | None] = {p.target: p.ftype for p in self.plans}
         return soql_where(table, list(self.key_fields), types)
 
 

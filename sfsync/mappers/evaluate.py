@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +25,9 @@ from sfsync.mappers import paths as P
 from sfsync.mappers.expr import Call, Col, ExprError, Lit, Node, Op, Var
 from sfsync.mappers.rows import RowError, as_array, blank_to_null, is_numeric, is_string, to_mask
 
-Value = pa.Array | pa.Scalar
+# A pa.Array (one value per row) or a pa.Scalar (literal, variable). pyarrow ships no type
+# stubs, so to mypy this is Any either way; the alias documents intent.
+Value: TypeAlias = Any
 
 NUMBER_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)\s*$"
 ISO_DATE_RE = r"^\s*\d{4}-\d{1,2}-\d{1,2}\s*$"

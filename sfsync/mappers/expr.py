@@ -152,11 +152,12 @@ def _unquote(text: str) -> str:
 def _to_path(tree: Tree) -> Path:
     segs = []
     for seg in tree.children:
-        name_tok = seg.children[0]
+        assert isinstance(seg, Tree)
+        name_tok: Any = seg.children[0]
         name = name_tok[1:-1] if name_tok.type == "QNAME" else str(name_tok)
         index, each, where = None, False, None
         if len(seg.children) > 1:
-            idx = seg.children[1].children
+            idx: list[Any] = seg.children[1].children
             if len(idx) == 2:
                 # [name=value]: keep the list elements whose member equals the value.
                 raw = str(idx[1])
@@ -234,7 +235,8 @@ def parse(text: str) -> Node:
         tree = _parser().parse(text, start="start")
     except UnexpectedInput as exc:
         col = getattr(exc, "column", None)
-        what = f"unexpected character {text[exc.pos_in_stream]!r}" if isinstance(exc, UnexpectedCharacters) else "syntax error"
+        pos = exc.pos_in_stream if exc.pos_in_stream is not None else len(text) - 1
+        what = f"unexpected character {text[pos]!r}" if isinstance(exc, UnexpectedCharacters) else "syntax error"
         if not isinstance(exc, UnexpectedCharacters) and getattr(exc, "token", None) is not None:
             tok = exc.token  # type: ignore[attr-defined]
             what = "unexpected end of formula" if tok.type == "$END" else f"unexpected {str(tok)!r}"

@@ -10,7 +10,9 @@ flattened JSON, ``Account__r.Name`` from a Salesforce query) wins over the neste
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -80,7 +82,8 @@ def resolve(table: pa.Table, path: Path) -> pa.Array:
         if i > 0:
             arr = _field(arr, seg.name, in_list, n)
         if seg.index is not None:
-            arr = _element(arr, seg.index, in_list) if not in_list else _map_list(arr, lambda v, k=seg.index: _element(v, k, False))
+            pick = partial(_element, index=seg.index, in_list=False)
+            arr = _map_list(arr, pick) if in_list else pick(arr)
         elif seg.each:
             if in_list:
                 raise MissingColumn(f"{path.text}: only one [] or [filter] per path")
@@ -124,7 +127,7 @@ def _field(arr: pa.Array, name: str, in_list: bool, n: int) -> pa.Array:
     return as_array(child, n)
 
 
-def _map_list(arr: pa.Array, fn) -> pa.Array:  # type: ignore[no-untyped-def]
+def _map_list(arr: pa.Array, fn: Callable[[pa.Array], pa.Array]) -> pa.Array:
     """Apply ``fn`` to the values of a list array, keeping the row structure."""
     if arr.type == pa.null() or not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
         return pa.nulls(len(arr), pa.list_(pa.null()))

@@ -44,6 +44,7 @@ class _Static:
     def __init__(self, m: Mapping, problems: list[str], columns: dict[str, str] | None) -> None:
         self.m = m
         self.p = problems
+        self.known: set[str] | None
         if m.direction == "export":
             self.known = set(m.source.fields or []) | {"Id"}
         else:
