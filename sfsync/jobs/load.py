@@ -1,0 +1,424 @@
+"""``sfsync load``: extract → map → diff → send → record, per biller, mappings in dependency order.
+
+For every batch a biller yields:
+
+1. rows the biller could not read become rejects (``stage=read``);
+2. the compiled mapping maps the batch; its rejects are stored (``stage=map``);
+3. children of parents rejected earlier in this run are rejected (``PARENT_REJECTED``), not
+   sent to fail again;
+4. each row's payload is hashed and compared with the state store: unchanged rows stop here;
+5. lookups sfsync resolves itself are resolved (only for rows that will be sent);
+6. composite-key objects are matched (state store, then SOQL) → update by Id or insert;
+   external-ID objects are upserted;
+7. per-row results are recorded (Id + hash on success, a reject with Salesforce's code and
+   message otherwise), and only then is the biller's checkpoint committed.
+
+A crash at any point leaves the biller's cursor behind the rows not yet recorded: the same
+command again re-reads them, finds the ones that made it unchanged (or matches them by key)
+and sends the rest. Nothing is lost and nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sfsync import log
+from sfsync.errors import BudgetExhausted, SfsyncError
+from sfsync.jobs.diff import diff, payload_hash
+from sfsync.jobs.match import CompositeMatcher
+from sfsync.jobs.resolve import LookupResolver
+from sfsync.jobs.runner import RunContext
+from sfsync.state import Reject
+
+if TYPE_CHECKING:
+    from sfsync.billers import Batch, Biller
+    from sfsync.mappers import CompiledMapping, MappedBatch
+    from sfsync.salesforce import SalesforceClient
+    from sfsync.state import StateStore
+
+PARENT_REJECTED = "PARENT_REJECTED"
+DUPLICATE_VALUE = "DUPLICATE_VALUE"
+SEND_SLICE = 200_000  # rows per write call: bounds memory, one Bulk job each
+
+
+@dataclass
+class LoadOptions:
+    """What the admin asked for."""
+
+    full: bool = False  # resend rows even when unchanged
+    dry_run: bool = False  # read, map, diff; no write call, no state change
+    reread: bool = False  # ignore the biller's manifest/cursors (retry uses it)
+    only_keys: dict[str, set[str]] | None = None  # sObject → keys to consider (retry)
+    trim_date: date | None = None
+
+
+@dataclass
+class Planned:
+    """What a dry run found for one object."""
+
+    create: int = 0
+    update: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+ProgressFn = Callable[[str, int], None]
+
+
+class Loader:
+    """Loads one biller's mappings into the org, recording everything in the state store.
+
+    Args:
+        run: the run being recorded.
+        store: the state store.
+        client: the Salesforce client (None only for a dry run without org access is not
+            supported: lookups and diffs need the org's describe).
+        options: the admin's options.
+        progress: called with (sObject, rows done) as batches finish.
+    """
+
+    def __init__(self, run: RunContext, store: StateStore, client: SalesforceClient, options: LoadOptions,
+                 progress: ProgressFn | None = None) -> None:
+        self.run = run
+        self.store = store
+        self.client = client
+        self.options = options
+        self.progress = progress
+        self.resolver = LookupResolver(client)
+        self.rejected_keys: dict[str, set[str]] = defaultdict(set)
+        self.planned: dict[str, Planned] = defaultdict(Planned)
+        self.logger = log.get_logger("sfsync.load")
+        self._matchers: dict[str, CompositeMatcher] = {}
+        self._parents: dict[str, dict[str, str]] = {}
+
+    # -- one biller ----------------------------------------------------------------------------
+    def load_biller(self, biller: Biller, mappings: list[CompiledMapping]) -> None:
+        """Every mapping of one biller, in the order given (parents first)."""
+        for compiled in mappings:
+            started = time.monotonic()
+            self.logger.info("mapping started", biller=biller.name, mapping=compiled.name, sobject=compiled.sobject)
+            deferred: list[MappedBatch] = []
+            for batch in biller.read(compiled.mapping.source.entity or "", full=self.options.reread):
+                self._batch(biller, compiled, batch, deferred)
+                if batch.checkpoint is not None and not self.options.dry_run:
+                    biller.commit(batch.checkpoint)
+                self.run.api_calls.update(self.client.calls)
+                self.run.flush()
+            if deferred and not self.options.dry_run:
+                self._deferred(biller.name, compiled, deferred)
+            self.run.count(compiled.sobject, seconds=round(time.monotonic() - started, 3))
+
+    # -- one batch -----------------------------------------------------------------------------
+    def _batch(self, biller: Biller, compiled: CompiledMapping, batch: Batch, deferred: list[MappedBatch]) -> None:
+        sobject, name = compiled.sobject, biller.name
+        if batch.rejects is not None and batch.rejects.num_rows:
+            r = batch.rejects.to_pydict()
+            self._reject([Reject(self.run.run_id, name, sobject, None, s, "read", c, m)
+                          for s, c, m in zip(r["_source"], r["code"], r["message"], strict=True)], sobject)
+        if batch.file_error:
+            self.logger.warning("file not loaded", biller=name, source=batch.source, error=batch.file_error)
+            return
+        if batch.num_rows == 0:
+            return
+        self.run.count(sobject, read=batch.num_rows)
+        mapped = compiled.apply(batch.table, biller=name, trim_date=self.options.trim_date)
+        if mapped.skipped:
+            self.run.count(sobject, skipped=mapped.skipped)
+        self._reject_frame(name, sobject, mapped.rejects, "map")
+        mapped = self._drop_orphans(name, compiled, mapped)
+        if self.options.only_keys is not None:
+            wanted = pa.array(sorted(self.options.only_keys.get(sobject, set())), pa.string())
+            mapped = replace(mapped, rows=mapped.rows.filter(pc.is_in(mapped.rows.column("_key"), wanted)))
+        if len(mapped) == 0:
+            self._progress(sobject, batch.num_rows)
+            return
+
+        # Hash what determines the payload: the fields, with lookups by the biller's value (the
+        # Id they resolve to is derived), so an unchanged re-run needs no lookup query at all.
+        lookup_targets = {lk.field for lk in mapped.lookups}
+        cols = [c for c in mapped.rows.column_names if c not in ("_source", "_key") and c not in lookup_targets]
+        frame = mapped.rows.select(cols).to_pandas(types_mapper=pd.ArrowDtype)
+        hashes = payload_hash(frame, cols)
+        keys = pd.Series(mapped.rows.column("_key").to_pylist(), dtype=object)
+        states = self.store.get_states(name, sobject, keys.tolist())
+        d = diff(keys, hashes, states, full=self.options.full)
+        n_unchanged = int(d.unchanged.sum())
+        self.run.count(sobject, unchanged=n_unchanged)
+        if self.options.dry_run:
+            self._plan(sobject, mapped, d.new, d.changed, n_unchanged)
+            self._progress(sobject, batch.num_rows)
+            return
+        send = d.send
+        if not send.any():
+            self._progress(sobject, batch.num_rows)
+            return
+        idx = np.flatnonzero(send)
+        sub = replace(mapped, rows=mapped.rows.take(pa.array(idx)))
+        self._send(name, compiled, sub, hashes[idx], d.known_ids.iloc[idx].tolist(), deferred)
+        self._progress(sobject, batch.num_rows)
+
+    def _send(self, biller: str, compiled: CompiledMapping, mapped: MappedBatch, hashes: np.ndarray,
+              known_ids: list[str | None], deferred: list[MappedBatch]) -> None:
+        sobject = compiled.sobject
+        before = len(mapped)
+        if mapped.lookups:
+            resolved = mapped.resolve(self.resolver)
+            if len(resolved) < before:
+                self._reject_frame(biller, sobject, resolved.rejects.iloc[len(mapped.rejects):], "map")
+                kept = pc.is_in(mapped.rows.column("_key"), resolved.rows.column("_key")).to_numpy(zero_copy_only=False)
+                hashes = hashes[kept]
+                known_ids = [k for k, keep in zip(known_ids, kept, strict=True) if keep]
+            mapped = resolved
+        if len(mapped) == 0:
+            return
+        if any(lk.deferred for lk in mapped.lookups):
+            deferred.append(mapped)
+        frame = mapped.to_csv_frame()
+        keys = mapped.rows.column("_key").to_pylist()
+        sources = mapped.rows.column("_source").to_pylist()
+        try:
+            if compiled.external_id:
+                results = self._write(compiled, "upsert", frame, external_id=compiled.external_id)
+            else:
+                ids = self._match(compiled, mapped, known_ids)
+                results = self._write_split(compiled, frame, ids)
+        except BudgetExhausted as exc:
+            # Record what Salesforce already answered; the rest is re-sent by the next run.
+            partial = getattr(exc, "partial", None)
+            if partial is not None and len(partial):
+                pos = frame.index.get_indexer(partial.index)
+                self._record(biller, compiled, frame.iloc[pos], [keys[i] for i in pos], [sources[i] for i in pos],
+                             hashes[pos], partial)
+            raise
+        self._record(biller, compiled, frame, keys, sources, hashes, results)
+
+    # -- writing -------------------------------------------------------------------------------
+    def _write(self, compiled: CompiledMapping, operation: str, frame: pd.DataFrame,
+               external_id: str | None = None) -> pd.DataFrame:
+        opts = compiled.load
+        parent = self._parent_column(compiled, frame)
+        parts = []
+        for i in range(0, len(frame), SEND_SLICE):
+            part = frame.iloc[i:i + SEND_SLICE]
+            try:
+                res = self.client.write_frame(compiled.sobject, operation, part, external_id_field=external_id,
+                                              api=opts.api, serial=opts.serial, batch_size=opts.batch_size,
+                                              parent_column=parent)
+            except BudgetExhausted as exc:
+                answered = getattr(exc, "results", None)
+                if answered is not None:
+                    parts.append(answered)
+                exc.partial = pd.concat(parts) if parts else None  # type: ignore[attr-defined]
+                raise
+            if operation == "upsert":
+                res = self._retry_duplicates(compiled, part, res, external_id, parent)
+            parts.append(res)
+        return pd.concat(parts) if len(parts) > 1 else parts[0]
+
+    def _retry_duplicates(self, compiled: CompiledMapping, part: pd.DataFrame, res: pd.DataFrame,
+                          external_id: str | None, parent: str | None) -> pd.DataFrame:
+        # Two upserts of one new External ID at the same moment (a webhook refresh during the
+        # monthly load): the loser gets DUPLICATE_VALUE. The record exists now: upsert again.
+        dup = (res["error_code"] == DUPLICATE_VALUE).fillna(False).to_numpy(dtype=bool)
+        if not dup.any():
+            return res
+        again = self.client.write_frame(compiled.sobject, "upsert", part[dup], external_id_field=external_id,
+                                        api="rest" if dup.sum() < 2000 else compiled.load.api, parent_column=parent)
+        again["retried"] = again["retried"].fillna(0).astype(int) + 1
+        res = res.copy()
+        res.loc[again.index, list(again.columns)] = again
+        self.run.count(compiled.sobject, retried=int(dup.sum()))
+        return res
+
+    def _write_split(self, compiled: CompiledMapping, frame: pd.DataFrame, ids: list[str | None]) -> pd.DataFrame:
+        has_id = np.array([i is not None for i in ids], dtype=bool)
+        parts: list[pd.DataFrame] = []
+        try:
+            if has_id.any():
+                upd = frame[has_id].copy()
+                upd.insert(0, "Id", [i for i in ids if i is not None])
+                parts.append(self._write(compiled, "update", upd))
+            if (~has_id).any():
+                parts.append(self._write(compiled, "insert", frame[~has_id]))
+        except BudgetExhausted as exc:
+            done = [*parts, *([exc.partial] if getattr(exc, "partial", None) is not None else [])]
+            exc.partial = pd.concat(done) if done else None  # type: ignore[attr-defined]
+            raise
+        return pd.concat(parts).loc[frame.index]
+
+    def _match(self, compiled: CompiledMapping, mapped: MappedBatch, known_ids: list[str | None]) -> list[str | None]:
+        unknown = [i for i, k in enumerate(known_ids) if k is None]
+        if not unknown or not compiled.key_fields:
+            return known_ids
+        matcher = self._matchers.get(compiled.sobject)
+        if matcher is None:
+            matcher = self._matchers[compiled.sobject] = CompositeMatcher(self.client, compiled.sobject,
+                                                                          list(compiled.key_fields))
+        found = matcher.existing(mapped.rows.take(pa.array(unknown)).select(list(compiled.key_fields)))
+        out = list(known_ids)
+        for pos, sf_id in zip(unknown, found, strict=True):
+            out[pos] = sf_id
+        return out
+
+    def _parent_column(self, compiled: CompiledMapping, frame: pd.DataFrame) -> str | None:
+        # Lock retries are grouped by the master record: the first relationship or master-detail column.
+        if compiled.sobject not in self._parents:
+            fields = {f["name"]: f for f in self.client.describe(compiled.sobject)["fields"]}
+            self._parents[compiled.sobject] = {
+                n: f.get("relationshipName") or "" for n, f in fields.items()
+                if f.get("type") == "reference" and f.get("cascadeDelete", f.get("relationshipOrder") is not None)}
+        masters = self._parents[compiled.sobject]
+        for col in frame.columns:
+            base = col.split(".")[0]
+            if col in masters or any(base == rel for rel in masters.values() if rel):
+                return col
+        return None
+
+    # -- recording -----------------------------------------------------------------------------
+    def _record(self, biller: str, compiled: CompiledMapping, frame: pd.DataFrame,
+                keys: list[str], sources: list[str], hashes: np.ndarray, results: pd.DataFrame) -> None:
+        sobject = compiled.sobject
+        ok = results["success"].fillna(False).to_numpy(dtype=bool)
+        ids = results["id"].tolist()
+        created = results["created"].fillna(False).to_numpy(dtype=bool)
+        retried = results["retried"].fillna(0).to_numpy(dtype=int)
+        good = np.flatnonzero(ok)
+        self.store.put_states(biller, sobject, ((keys[i], ids[i], int(hashes[i])) for i in good), self.run.run_id)
+        if len(compiled.key_fields) == 1 and compiled.key_fields[0] in frame.columns:
+            col = frame[compiled.key_fields[0]].tolist()
+            self.resolver.remember(sobject, compiled.key_fields[0], ((col[i], ids[i]) for i in good))
+        bad = np.flatnonzero(~ok)
+        if len(bad):
+            codes, messages = results["error_code"].tolist(), results["message"].tolist()
+            records = frame.iloc[bad].astype(object).where(frame.iloc[bad].notna(), None).to_dict("records")
+            self._reject([Reject(self.run.run_id, biller, sobject, keys[i], sources[i], "salesforce",
+                                 str(codes[i] or "UNKNOWN"), str(messages[i] or ""), rec)
+                          for i, rec in zip(bad.tolist(), records, strict=True)], sobject)
+        n_created = int((ok & created).sum())
+        self.run.count(sobject, sent=len(frame), created=n_created, updated=int(ok.sum()) - n_created,
+                       retried=int((retried > 0).sum()))
+
+    def _reject(self, rejects: list[Reject], sobject: str) -> None:
+        if not rejects:
+            return
+        self.run.reject(rejects)
+        self.run.count(sobject, rejected=len(rejects))
+        self.rejected_keys[sobject].update(r.key for r in rejects if r.key)
+        if self.options.dry_run:
+            self.planned[sobject].rejected += len(rejects)
+
+    def _reject_frame(self, biller: str, sobject: str, rejects: pd.DataFrame, stage: str) -> None:
+        if rejects is None or not len(rejects):
+            return
+        self._reject([Reject(self.run.run_id, biller, sobject, _s(k), _s(s), stage, str(c), str(m))
+                      for s, k, c, m in zip(rejects["_source"], rejects["_key"], rejects["code"], rejects["message"],
+                                            strict=True)], sobject)
+
+    # -- parents rejected in this run ------------------------------------------------------------
+    def _drop_orphans(self, biller: str, compiled: CompiledMapping, mapped: MappedBatch) -> MappedBatch:
+        if not self.rejected_keys or len(mapped) == 0:
+            return mapped
+        rows = mapped.rows
+        bad = np.zeros(rows.num_rows, dtype=bool)
+        why: dict[int, str] = {}
+        fields = {f.get("relationshipName"): f for f in self.client.describe(compiled.sobject)["fields"]
+                  if f.get("relationshipName")}
+        for col in rows.column_names:
+            parent_obj: str | None = None
+            prefix = ""
+            if "." in col and not col.startswith("_"):
+                rel = fields.get(col.split(".")[0])
+                parent_obj = (rel or {}).get("referenceTo", [None])[0]
+            elif col.startswith("_lookup."):
+                lk = next((x for x in mapped.lookups if x.column == col), None)
+                parent_obj = lk.sobject if lk and lk.sobject != compiled.sobject else None
+                prefix = f"{biller}:"
+            if not parent_obj or not self.rejected_keys.get(parent_obj):
+                continue
+            values = rows.column(col)
+            if prefix:
+                values = pc.binary_join_element_wise(pa.scalar(prefix), values, "")
+            hit = pc.fill_null(pc.is_in(values, pa.array(sorted(self.rejected_keys[parent_obj]), pa.string())), False)
+            mask = hit.to_numpy(zero_copy_only=False)
+            for i in np.flatnonzero(mask & ~bad).tolist():
+                why[i] = f"parent {parent_obj} {values[i].as_py()} was rejected in this run"
+            bad |= mask
+        if not bad.any():
+            return mapped
+        where = np.flatnonzero(bad)
+        src = rows.column("_source").take(pa.array(where)).to_pylist()
+        keys = rows.column("_key").take(pa.array(where)).to_pylist()
+        self._reject([Reject(self.run.run_id, biller, compiled.sobject, k, s, "map", PARENT_REJECTED, why[i])
+                      for s, k, i in zip(src, keys, where.tolist(), strict=True)], compiled.sobject)
+        return replace(mapped, rows=rows.filter(pa.array(~bad)))
+
+    # -- self references ------------------------------------------------------------------------
+    def _deferred(self, biller: str, compiled: CompiledMapping, batches: list[MappedBatch]) -> None:
+        """The "after" step: fields that point into the same object (Account.ParentId)."""
+        for mapped in batches:
+            upd = mapped.deferred_updates(self.resolver)
+            self._reject_frame(biller, compiled.sobject, upd.rejects, "map")
+            if len(upd) == 0:
+                continue
+            keys = upd.rows.column("_key").to_pylist()
+            states = self.store.get_states(biller, compiled.sobject, keys)
+            have = np.array([k in states and states[k].sf_id is not None for k in keys], dtype=bool)
+            if not have.any():
+                continue
+            fields = [lk.field for lk in upd.lookups if lk.deferred and lk.field in upd.rows.column_names]
+            frame = upd.rows.select(fields).to_pandas(types_mapper=pd.ArrowDtype)[have]
+            frame.insert(0, "Id", [states[k].sf_id for k, h in zip(keys, have, strict=True) if h])
+            res = self._write(compiled, "update", frame)
+            failed = ~res["success"].fillna(False).to_numpy(dtype=bool)
+            if failed.any():
+                src = [s for s, h in zip(upd.rows.column("_source").to_pylist(), have, strict=True) if h]
+                kk = [k for k, h in zip(keys, have, strict=True) if h]
+                codes, msgs = res["error_code"].tolist(), res["message"].tolist()
+                self._reject([Reject(self.run.run_id, biller, compiled.sobject, kk[i], src[i], "salesforce",
+                                     str(codes[i]), f"after-load update of {', '.join(fields)}: {msgs[i]}")
+                              for i in np.flatnonzero(failed).tolist()], compiled.sobject)
+
+    # -- dry run ---------------------------------------------------------------------------------
+    def _plan(self, sobject: str, mapped: MappedBatch, new: np.ndarray, changed: np.ndarray, unchanged: int) -> None:
+        p = self.planned[sobject]
+        p.create += int(new.sum())
+        p.update += int(changed.sum())
+        p.unchanged += unchanged
+        if len(p.samples) < 5:
+            take = np.flatnonzero(new | changed)[: 5 - len(p.samples)]
+            for row in mapped.rows.take(pa.array(take)).to_pylist():
+                p.samples.append({k: v for k, v in row.items() if v is not None})
+        self.run.count(sobject, would_create=int(new.sum()), would_update=int(changed.sum()))
+
+    def _progress(self, sobject: str, n: int) -> None:
+        if self.progress:
+            self.progress(sobject, n)
+
+
+def _s(v: Any) -> str | None:
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+        return None
+    return str(v)
+
+
+def org_trim_date(client: SalesforceClient) -> date | None:
+    """The org's data-retention trim date (``vlocity_cmt__BillingDataTrim__c``), if set."""
+    try:
+        rows = list(client.query("SELECT vlocity_cmt__TrimDate__c FROM vlocity_cmt__BillingDataTrim__c "
+                                 "WHERE vlocity_cmt__TrimDate__c != null ORDER BY vlocity_cmt__TrimDate__c DESC LIMIT 1"))
+    except SfsyncError:
+        return None  # the setting is absent in this org: nothing is trimmed
+    if not rows:
+        return None
+    return date.fromisoformat(str(rows[0]["vlocity_cmt__TrimDate__c"])[:10])
