@@ -96,7 +96,7 @@ class MappedBatch:
                 return are "not found".
         """
         pending = [lk for lk in self.lookups if not lk.deferred and lk.column in self.rows.column_names]
-        return self._resolve(pending, resolve, keep_columns=None)
+        return self._resolve(pending, resolve)
 
     def deferred_updates(self, resolve: Resolver) -> MappedBatch:
         """The "after" step for self-references (Account.ParentId): update rows once parents exist.
@@ -116,9 +116,9 @@ class MappedBatch:
         keep += [c for lk in deferred for c in (lk.field, lk.column)]
         sub = replace(self, rows=subset.select(list(dict.fromkeys(keep))), rejects=empty_rejects(),
                       skipped=0, skipped_by={})
-        return sub._resolve(deferred, resolve, keep_columns=None)
+        return sub._resolve(deferred, resolve)
 
-    def _resolve(self, pending: list[LookupField], resolve: Resolver, keep_columns: list[str] | None) -> MappedBatch:
+    def _resolve(self, pending: list[LookupField], resolve: Resolver) -> MappedBatch:
         if not pending:
             return self
         rows = self.rows
