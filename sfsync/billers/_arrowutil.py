@@ -61,10 +61,18 @@ def key_hash(columns: list[pa.Array | pa.ChunkedArray]) -> np.ndarray:
 
 
 class SeenKeys:
-    """The key hashes met so far in one file: a sorted uint64 array (8 bytes a row)."""
+    """The key hashes met so far in one file: 8 bytes a row, in a few sorted runs.
+
+    Runs merge like a binary counter (a new run merges into the previous one while it is at
+    least half its size), so inserting n keys costs O(n log n) in all and a lookup searches
+    O(log n) runs; one growing sorted array would copy itself on every batch.
+    """
 
     def __init__(self) -> None:
-        self.sorted = np.zeros(0, dtype=np.uint64)
+        self.runs: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.runs)
 
     def check(self, h: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Find duplicates in ``h`` (rows where ``valid`` is False never count), then remember ``h``.
@@ -82,19 +90,24 @@ class SeenKeys:
         first_idx = np.empty(n, dtype=np.int64)
         first_idx[order] = order[run_start]
         dup = first_idx != np.arange(n)
-        if len(self.sorted):
-            pos = np.searchsorted(self.sorted, hs)  # sorted queries: cache-friendly
-            hit = self.sorted[np.minimum(pos, len(self.sorted) - 1)] == hs
+        hit = np.zeros(n, dtype=bool)
+        for run in self.runs:
+            pos = np.minimum(np.searchsorted(run, hs), len(run) - 1)  # sorted queries: cache-friendly
+            hit |= run[pos] == hs
+        if hit.any():
             before = np.empty(n, dtype=bool)
             before[order] = hit
             dup |= before
             first_idx[before] = -1
-        else:
-            pos = np.zeros(0, dtype=np.int64)
         if valid is not None:
             dup &= valid
-        new = first_in_run & ~(hit if len(self.sorted) else np.zeros(n, dtype=bool))
-        self.sorted = np.insert(self.sorted, pos[new] if len(pos) else np.zeros(int(new.sum()), np.int64), hs[new])
+        new = hs[first_in_run & ~hit]
+        if len(new):
+            self.runs.append(new)
+        while len(self.runs) > 1 and 2 * len(self.runs[-1]) >= len(self.runs[-2]):
+            last = self.runs.pop()
+            # Two sorted runs: the stable sort (timsort) merges them in linear time.
+            self.runs[-1] = np.sort(np.concatenate([self.runs[-1], last]), kind="stable")
         return dup, first_idx
 
 

@@ -41,6 +41,7 @@ _DESC = {
     "CRD": ["Loyalty credit", "Goodwill credit — outage 3 Mar", "Promotional discount, 10%"],
 }
 _LONG = ("Detailed explanation of charges, including \"quoted\" terms, commas, and accents (é, ü, ø): " * 12)[:1000]
+_ODD_NEWLINE = "Adjustment per agreement:\nsee letter, ref \"A-7\""
 _CAT_P = {"USG": 0.40, "MSG": 0.15, "OTC": 0.15, "EQP": 0.05, "CRD": 0.25}
 
 
@@ -129,13 +130,17 @@ def _month(rng: np.random.Generator, acc: dict[str, Any], m: int, months: int, f
                         cat == "EQP", cat == "CRD"],
                        [plan, qty * 2, qty // 10, qty * 5, rng.integers(500, 5000, total),
                         rng.integers(9900, 89900, total), -rng.integers(500, 3000, total)], 0).astype(np.int64)
-    desc = pa.array(np.where(cat == "REC", "", ""))
-    desc = pc.if_else(pa.array(cat == "REC"), _pick(rng, _PLANS, total), desc)
+    # Descriptions index one vocabulary (take, not if_else: a broadcast 1,000-char scalar
+    # would overflow 32-bit string offsets on millions of rows).
+    vocab = [*_PLANS, *(w for words in _DESC.values() for w in words), _ODD_NEWLINE, _LONG]
+    di = rng.integers(0, len(_PLANS), total)
+    base = len(_PLANS)
     for c, words in _DESC.items():
-        desc = pc.if_else(pa.array(cat == c), _pick(rng, words, total), desc)
+        di = np.where(cat == c, base + rng.integers(0, len(words), total), di)
+        base += len(words)
     odd = rng.random(total)
-    desc = pc.if_else(pa.array(odd < 0.0004), pa.scalar("Adjustment per agreement:\nsee letter, ref \"A-7\""), desc)
-    desc = pc.if_else(pa.array((odd >= 0.0004) & (odd < 0.0008)), pa.scalar(_LONG), desc)
+    di = np.where(odd < 0.0004, len(vocab) - 2, np.where(odd < 0.0008, len(vocab) - 1, di))
+    desc = pc.take(pa.array(vocab), pa.array(di))
     line_no = np.where(corp[s_of], seq % 3 + 1, 1)
     li_acct6 = pc.take(acct6, pa.array(s_of))
     service_id = _cat("SV-", li_acct6, "-", pc.cast(pa.array(line_no), pa.string()))
