@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, func, insert, select, tuple_, update
+from sqlalchemy import Engine, and_, bindparam, create_engine, delete, event, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -124,6 +124,13 @@ def _engine(url: str, echo: bool = False) -> Engine:
 
 class StateStore:
     """sfsync's state: runs, record state, cursors, file manifest, export ledger, rejects, events, locks.
+
+    Export ledger statuses (one entry per biller, sObject and Salesforce Id):
+    ``pending`` (intent recorded, not yet handed over, or the biller was unreachable) →
+    ``sending`` (handed to the biller; after a crash it may or may not be there — the sink is
+    idempotent, so it is sent again) → ``accepted`` | ``rejected`` (the biller's answer, or a
+    record that cannot be exported); ``conflict`` (changed in Salesforce after it may have
+    reached the biller: for a human); ``withdrawn`` (no longer selected before it was ever sent).
 
     Args:
         url: SQLAlchemy URL (``sqlite:///.sfsync/state.db`` or ``postgresql://...``).
@@ -404,6 +411,61 @@ class StateStore:
                     vals["attempts"] = t.c.attempts + 1
                 c.execute(update(t).where(t.c.biller == biller, t.c.sobject == sobject, t.c.sf_id == sf_id)
                           .values(updated_at=now, **vals))
+
+    def ledger_mark(self, biller: str, sobject: str, rows: Iterable[dict[str, Any]], *,
+                    attempt: bool = False) -> int:
+        """Set fields of many ledger entries fast (one ``executemany`` per set of keys).
+
+        Args:
+            biller: the biller.
+            sobject: the object.
+            rows: one dict per entry: ``sf_id`` plus the fields to set (``status``,
+                ``biller_ref``, ``last_error``, ``written_back``, ``payload_hash``, ``run_id``).
+            attempt: add one to ``attempts`` of every entry (it is being handed to the biller).
+
+        Returns:
+            How many rows were given.
+        """
+        t = m.export_ledger
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(tuple(sorted(k for k in r if k != "sf_id")), []).append(r)
+        now, n = utcnow(), 0
+        with self.engine.begin() as c:
+            for keys, group in groups.items():
+                # Bind names must differ from column names in an UPDATE ... WHERE col = :bind.
+                values: dict[str, Any] = {k: bindparam(f"v_{k}") for k in keys}
+                if attempt:
+                    values["attempts"] = t.c.attempts + 1
+                stmt = (update(t).where(t.c.biller == biller, t.c.sobject == sobject,
+                                        t.c.sf_id == bindparam("v_sf_id")).values(updated_at=now, **values))
+                params = [{f"v_{k}": v for k, v in r.items()} for r in group]
+                for i in range(0, len(params), CHUNK):
+                    c.execute(stmt, params[i:i + CHUNK])
+                n += len(group)
+        return n
+
+    def ledger_unwritten(self, billers: Sequence[str], sobject: str) -> list[LedgerEntry]:
+        """Settled entries (accepted or rejected) whose outcome is not yet written back to Salesforce."""
+        t = m.export_ledger
+        q = (select(t).where(t.c.sobject == sobject, t.c.biller.in_(list(billers)),
+                             t.c.status.in_(["accepted", "rejected"]), t.c.written_back.is_(False))
+             .order_by(t.c.id))
+        with self.engine.connect() as c:
+            return [_ledger(r) for r in c.execute(q).mappings()]
+
+    # -- ownership --------------------------------------------------------------------------
+    def owners(self, sobject: str, sf_ids: Iterable[str]) -> dict[str, set[str]]:
+        """Which billers loaded these Salesforce records: ``sf_id -> {biller, ...}`` (from record state)."""
+        t = m.record_state
+        ids = list(dict.fromkeys(sf_ids))
+        out: dict[str, set[str]] = {}
+        with self.engine.connect() as c:
+            for i in range(0, len(ids), CHUNK):
+                q = select(t.c.sf_id, t.c.biller).where(t.c.sf_id.in_(ids[i:i + CHUNK]), t.c.sobject == sobject)
+                for sf_id, biller in c.execute(q):
+                    out.setdefault(sf_id, set()).add(biller)
+        return out
 
     # -- inbound events ---------------------------------------------------------------------
     def record_event(self, event_id: str, source: str, account: str | None = None,
