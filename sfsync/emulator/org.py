@@ -110,7 +110,12 @@ class Org(RecordStore):
             finally:
                 if gc_was_enabled:
                     gc.enable()
-            if len(rows) >= 1000:
+            if gc_was_enabled and len(rows) >= 1000:
+                # Free the young cyclic garbage, then move what survives (mostly the records
+                # just stored) to the permanent generation so later full collections do not
+                # re-scan millions of records. The cost: cyclic garbage already in the oldest
+                # generation is frozen with them, a bounded leak for a test/demo server.
+                gc.collect(1)
                 gc.freeze()
             self._dirty = True
             return results
