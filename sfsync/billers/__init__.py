@@ -21,9 +21,9 @@ from sfsync.billers.base import (
     SupportsExport,
 )
 from sfsync.billers.files import FileBiller, FileBillerSettings
+from sfsync.billers.layout import ACCOUNT_ENTITIES, FILES_ENTITIES, TMF_ACCOUNT_ENTITIES, TMF_ENTITIES
 from sfsync.billers.sql import SqlBiller, SqlBillerSettings
 from sfsync.billers.tmf678 import TmfBiller, TmfBillerSettings
-from sfsync.billers.layout import ACCOUNT_ENTITIES, FILES_ENTITIES, TMF_ACCOUNT_ENTITIES, TMF_ENTITIES
 
 BILLER_KINDS: dict[str, type[Biller]] = {
     FileBiller.kind: FileBiller,

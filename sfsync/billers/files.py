@@ -60,8 +60,8 @@ _EXTENSIONS: dict[str, Format] = {".csv": "csv", ".txt": "csv", ".tsv": "csv", "
 class CsvOptions(KindSettings):
     """How the CSV files are written by the biller."""
 
-    delimiter: str = Field(",", min_length=1, max_length=1)
-    quotechar: str = Field('"', min_length=1, max_length=1)
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    quotechar: str = Field(default='"', min_length=1, max_length=1)
     encoding: str = "utf-8"
     header: bool = True
     columns: list[str] | None = None
@@ -90,7 +90,7 @@ class FileBillerSettings(KindSettings):
     path: Path
     format: Format | None = None
     entities: dict[str, EntityFiles] = Field(default_factory=dict)
-    csv: CsvOptions = Field(default_factory=CsvOptions)
+    csv: CsvOptions = Field(default_factory=lambda: CsvOptions())
     batch_size: int = Field(100_000, ge=1)
     chunk_bytes: int = Field(8 << 20, ge=4096)
     dedup: bool = True
@@ -123,7 +123,7 @@ class FileBiller(Biller):
     settings = FileBillerSettings
     config: FileBillerSettings
 
-    def __init__(self, name: str, settings: FileBillerSettings, store: Any = None) -> None:  # type: ignore[override]
+    def __init__(self, name: str, settings: FileBillerSettings, store: Any = None) -> None:
         super().__init__(name, settings, store)
         self._outbox = Outbox(settings.outbox, settings.export_format) if settings.outbox else None
 

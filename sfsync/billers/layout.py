@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from sfsync.billers.base import EntitySpec
 
-S, D, I, DT = "string", "decimal", "integer", "date"
+S, D, INT, DT = "string", "decimal", "integer", "date"
 
 FILES_ENTITIES: dict[str, EntitySpec] = {
     "accounts": EntitySpec(
         "accounts",
-        {"account_number": S, "name": S, "parent_account_number": S, "record_type": S, "bill_cycle": I,
+        {"account_number": S, "name": S, "parent_account_number": S, "record_type": S, "bill_cycle": INT,
          "bill_frequency": S, "email": S, "payment_type": S, "status": S},
         key=("account_number",), required=("account_number",)),
     "statements": EntitySpec(
@@ -26,7 +26,7 @@ FILES_ENTITIES: dict[str, EntitySpec] = {
         "line_items",
         {"line_item_id": S, "statement_id": S, "account_number": S, "statement_date": DT, "category": S,
          "service_type": S, "description": S, "service_id": S, "service_name": S, "amount": D,
-         "quantity": I, "uom": S, "service_start": DT, "service_end": DT, "sequence": I},
+         "quantity": INT, "uom": S, "service_start": DT, "service_end": DT, "sequence": INT},
         key=("line_item_id",), required=("line_item_id", "statement_id", "amount")),
     "balances": EntitySpec(
         "balances",
@@ -42,7 +42,7 @@ FILES_ENTITIES: dict[str, EntitySpec] = {
     "usage": EntitySpec(
         "usage",
         {"usage_id": S, "account_number": S, "statement_id": S, "usage_date": DT, "usage_type": S,
-         "quantity": I, "uom": S, "rated_amount": D},
+         "quantity": INT, "uom": S, "rated_amount": D},
         key=("usage_id",), required=("usage_id", "account_number")),
 }
 

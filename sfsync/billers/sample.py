@@ -94,7 +94,7 @@ def _accounts(rng: np.random.Generator, n: int) -> dict[str, Any]:
 
 
 def _month(rng: np.random.Generator, acc: dict[str, Any], m: int, months: int, first: np.datetime64,
-           state: dict[str, np.ndarray]) -> dict[str, pa.Table]:
+           state: dict[str, np.ndarray]) -> dict[str, Any]:
     """Statements, line items, balances, usage and disputes of billing month ``m``."""
     month = first + np.timedelta64(m, "M")
     yyyymm = str(month).replace("-", "")
@@ -227,7 +227,7 @@ def _month(rng: np.random.Generator, acc: dict[str, Any], m: int, months: int, f
         "origin": _pick(rng, ["PHONE", "WEB", "EMAIL"], nd),
     })
     return {"statements": statements, "line_items": line_items, "balances": balances, "usage": usage,
-            "disputes": disputes, "_yyyymm": yyyymm,  # type: ignore[dict-item]
+            "disputes": disputes, "_yyyymm": yyyymm,
             "_names": pa.table({"account_number": acc["num"], "name": acc["name"]})}
 
 

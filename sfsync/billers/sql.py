@@ -122,7 +122,7 @@ class SqlBiller(Biller):
     settings = SqlBillerSettings
     config: SqlBillerSettings
 
-    def __init__(self, name: str, settings: SqlBillerSettings, store: Any = None) -> None:  # type: ignore[override]
+    def __init__(self, name: str, settings: SqlBillerSettings, store: Any = None) -> None:
         super().__init__(name, settings, store)
         args: dict[str, Any] = {}
         if settings.url.startswith("postgresql"):
@@ -162,8 +162,8 @@ class SqlBiller(Biller):
                                    tuple(e.key) if e.key is not None else base.key, base.required)
         return out
 
-    def _to_table(self, names: list[str], rows: list[Any], entity: str, key: tuple[str, ...]) -> pa.Table:
-        cols = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+    def _to_table(self, names: list[str], rows: Any, entity: str, key: tuple[str, ...]) -> pa.Table:
+        cols: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
         arrays = []
         for vals in cols:
             try:
@@ -302,6 +302,7 @@ class SqlBiller(Biller):
         if not rows:
             return
         dialect = self.engine.dialect.name
+        stmt: Any
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 

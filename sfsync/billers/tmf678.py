@@ -52,7 +52,7 @@ class TmfPaths(KindSettings):
     paymentMethod: str = "/tmf-api/paymentMethods/v4/paymentMethod"
 
 
-_INCREMENTAL = {"customerBill": "billDate", "appliedCustomerBillingRate": "date", "billingAccount": "lastUpdate",
+_INCREMENTAL: dict[str, str | None] = {"customerBill": "billDate", "appliedCustomerBillingRate": "date", "billingAccount": "lastUpdate",
                 "dispute": "creationDate"}
 _EXPORT_PATH = {"payments": "payment", "adjustments": "adjustment", "payment_methods": "paymentMethod",
                 "disputes": "dispute"}
@@ -116,7 +116,7 @@ class TmfBiller(Biller):
     settings = TmfBillerSettings
     config: TmfBillerSettings
 
-    def __init__(self, name: str, settings: TmfBillerSettings, store: Any = None,  # type: ignore[override]
+    def __init__(self, name: str, settings: TmfBillerSettings, store: Any = None,
                  session: Any = None) -> None:
         super().__init__(name, settings, store)
         s = settings

@@ -92,9 +92,6 @@ def test_small_chunks_keep_line_numbers_exact(sample_csv: Path) -> None:
     assert [r["_source"] for r in big] == [r["_source"] for r in small]
     assert big == small
     text = (sample_csv / "line_items_202602.csv").read_text("utf-8")
-    physical = {}
-    for i, rec in enumerate(csv.reader(io.StringIO(text, newline=""))):
-        physical.setdefault(rec[0], None)
     # every id appears on the physical line its _source names
     lines = text.split("\n")
     for r in big:
