@@ -168,6 +168,62 @@ class LoadSettings(_Model):
     batch_rows: int = Field(50_000, ge=1)
 
 
+class ExportObjectSettings(_Model):
+    """How one sObject is exported: what is selected, how it is routed, what is written back.
+
+    Write-back values are text with placeholders: ``{reference}`` (the biller's id for the
+    record), ``{reason}`` (why it was refused), ``{biller}``, ``{now}`` (UTC datetime); an
+    empty mapping writes nothing back.
+    """
+
+    enabled: bool = True
+    where: str | None = Field(None, description="SOQL condition ANDed with the export mappings' own.")
+    account_field: str | None = Field(None, description="The record's account (routing by who loaded it).")
+    statement_field: str | None = Field(None, description="The record's statement (routing when accounts are shared).")
+    route_field: str | None = Field(None, description="A field naming the biller outright (wins over the rest).")
+    on_success: dict[str, str] = Field(default_factory=dict, description="Field → value written when the biller accepts.")
+    on_reject: dict[str, str] = Field(default_factory=dict, description="Field → value written when it is refused.")
+
+
+EXPORT_OBJECT_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Payments and adjustments, once approved; Status moves to Applied/Rejected on the way back.
+    "vlocity_cmt__PaymentAdjustment__c": {
+        "where": "vlocity_cmt__Status__c = 'Approved'",
+        "account_field": "vlocity_cmt__AccountId__c", "statement_field": "vlocity_cmt__StatementId__c",
+        "on_success": {"vlocity_cmt__Status__c": "Applied"}, "on_reject": {"vlocity_cmt__Status__c": "Rejected"}},
+    # New and changed payment methods (tokens only: the mappings never select card or bank numbers).
+    "vlocity_cmt__PaymentMethod__c": {"account_field": "vlocity_cmt__AccountId__c"},
+    # Billing disputes: Cases of the billing record type, with their statement and line item.
+    "Case": {"where": "RecordType.DeveloperName = 'vlocity_cmt__Billing'",
+             "account_field": "vlocity_cmt__BillingAccountId__c", "statement_field": "vlocity_cmt__StatementId__c"},
+}
+
+
+class ExportSettings(_Model):
+    """Options of the export job (payments, adjustments, payment methods, disputes → billers)."""
+
+    objects: dict[str, ExportObjectSettings] = Field(
+        default_factory=lambda: {k: ExportObjectSettings(**v) for k, v in EXPORT_OBJECT_DEFAULTS.items()})
+    overlap_seconds: int = Field(300, ge=0, description="Re-read this far behind the cursor (late commits).")
+    query_api: Literal["auto", "rest", "bulk2"] = Field(
+        "auto", description="auto: REST pages, Bulk 2.0 query from 10,000 rows (the client's threshold).")
+    page_rows: int = Field(2000, ge=200, le=2000, description="REST query page size.")
+    chunk_rows: int = Field(10_000, ge=1, description="Records mapped, sent and recorded together.")
+    send_rows: int = Field(5_000, ge=1, description="Records handed to a biller per call.")
+    default_biller: str | None = Field(None, description="Biller for records no biller owns (else the only exporting one).")
+
+    @field_validator("objects", mode="before")
+    @classmethod
+    def _merge_defaults(cls, v: Any) -> Any:
+        # Overriding one key of an object keeps that object's other defaults.
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, Any] = {k: dict(d) for k, d in EXPORT_OBJECT_DEFAULTS.items()}
+        for name, obj in v.items():
+            out[name] = {**out.get(name, {}), **obj} if isinstance(obj, dict) else obj
+        return out
+
+
 class Settings(_Model):
     """The whole configuration."""
 
@@ -180,6 +236,7 @@ class Settings(_Model):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     load: LoadSettings = Field(default_factory=LoadSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
 
     source: Path | None = Field(default=None, exclude=True)
 
