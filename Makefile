@@ -17,6 +17,10 @@ test: $(STAMP)
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 0; fi; exit $$rc
 
+# The main job on the embedded default: emulator + generated biller data; leaves nothing running.
+demo: $(STAMP)
+	$(BIN)/sfsync demo
+
 lint: $(STAMP)
 	$(BIN)/ruff check sfsync tests
 	$(BIN)/mypy sfsync

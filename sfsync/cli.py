@@ -29,6 +29,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "retry": ("sfsync.jobs.cli", "retry", "Re-send the rejected rows of a run."),
     "rejects": ("sfsync.jobs.cli", "rejects", "Show (or write as CSV) the rejected rows of a run."),
     "export": ("sfsync.jobs.cli", "export", "Export payments, adjustments, methods and disputes to billers."),
+    "demo": ("sfsync.demo", "demo", "Rehearse a load against the local org emulator (what `make demo` runs)."),
 }
 
 

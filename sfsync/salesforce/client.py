@@ -104,6 +104,11 @@ class SalesforceClient:
                 record.pop("attributes", None)
                 yield record
 
+    def count(self, soql: str) -> int:
+        """The ``totalSize`` of a query (``SELECT COUNT() FROM …``): one API call, no records."""
+        page = next(self._pages(soql, include_deleted=False, batch_size=QUERY_MIN_BATCH))
+        return int(page.get("totalSize") or 0)
+
     def _pages(self, soql: str, *, include_deleted: bool, batch_size: int) -> Generator[dict[str, Any], None, None]:
         size = max(QUERY_MIN_BATCH, min(QUERY_MAX_BATCH, batch_size))
         headers = {"Sforce-Query-Options": f"batchSize={size}"}
