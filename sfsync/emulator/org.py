@@ -178,6 +178,10 @@ class Org(RecordStore):
                 found = [r for r in found if not r["IsDeleted"]]
             return found
 
+    def now(self) -> datetime:
+        """The org's current time (aware, UTC unless the clock says otherwise): SOQL's TODAY."""
+        return self.clock()
+
     @property
     def admin_user_id(self) -> str:
         """Id of the org's one User (owner/creator of everything)."""

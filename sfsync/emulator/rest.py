@@ -139,9 +139,11 @@ def record(request: Request, org: Org, version: str, sobject: str, record_id: st
     if rid is None:
         raise not_found(f"Provided external ID field does not exist or is not accessible: {record_id}")
     if request.method == "GET":
-        rec = org.get(obj.name, rid)
+        rec = org.get(obj.name, rid, include_deleted=True)
         if rec is None:
             raise not_found()
+        if rec["IsDeleted"]:
+            raise SfApiError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
         fields = [f for f in request.args.get("fields", "").split(",") if f.strip()]
         return json_response(record_json(org, obj.name, rec, version, [f.strip() for f in fields] or None))
     if request.method == "PATCH":

@@ -164,3 +164,18 @@ def test_limits_decrease_and_header(sf: Any) -> None:
 def test_versions_list(http: requests.Session) -> None:
     versions = http.get(f"{BASE}/services/data/").json()
     assert {"label": "Winter '24", "url": "/services/data/v59.0", "version": "59.0"} in versions
+
+
+def test_get_deleted_record_says_so(sf: Any, account_id: str) -> None:
+    sf.Account.delete(account_id)
+    with pytest.raises(SalesforceResourceNotFound) as exc:
+        sf.Account.get(account_id)
+    assert exc.value.content[0]["errorCode"] == "ENTITY_IS_DELETED"
+
+
+def test_route_requests_catches_module_level_calls(org: Org, token: str) -> None:
+    from sfsync.emulator.testing import route_requests
+
+    with route_requests(org):
+        resp = requests.get(f"{BASE}/services/data/v59.0/limits/", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 200 and "DailyApiRequests" in resp.json()
