@@ -93,3 +93,22 @@ def test_cli_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert [r["Name"] for r in Org(state_dir=tmp_path).records("Account")] == ["Persisted"]
+
+
+def test_salesforce_bulk_streams_a_batch_over_https(server: ServerHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    from salesforce_bulk import CsvDictsAdapter, SalesforceBulk
+
+    conn = server.connection()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", conn["ca_bundle"])  # salesforce-bulk has no session to configure
+    bulk = SalesforceBulk(sessionId=conn["access_token"], host=conn["instance_url"])
+    job = bulk.create_insert_job("Account", contentType="CSV")
+    rows = iter([{"Name": "B1", "AccountNumber": "X1"}, {"Name": "B2", "AccountNumber": "X2"}])
+    batch = bulk.post_batch(job, CsvDictsAdapter(rows))  # a generator: sent chunked
+    bulk.close_job(job)
+    for _ in range(100):
+        if bulk.is_batch_done(batch, job):
+            break
+        time.sleep(0.05)
+    results = list(bulk.get_batch_results(batch, job))
+    assert [(r.success, r.created) for r in results] == [("true", "true"), ("true", "true")]
+    assert server.org.counters["records_ingested"] == 2
