@@ -1,6 +1,6 @@
 """Benchmark: the files biller reading a 1,000,000-row (and 5,000,000-row) line-item CSV.
 
-    .venv/bin/python bench/billers_read.py [--rows 1000000 5000000] [--data .bench_data]
+    .venv/bin/python bench/billers_read.py [--rows 1000000 5000000] [--data DIR]
 
 Each size is read in a fresh child process (so peak RSS is that read's alone) through
 ``FileBiller.read`` with the default settings: exact ``_source`` lines, sha256 manifest
@@ -14,6 +14,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def child(directory: str, dedup: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
-    ap.add_argument("--data", type=Path, default=Path(".bench_data"))
+    ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "sfsync_bench_billers",
+                    help="where the generated CSVs are cached (about 1 GB for 5M rows)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--no-dedup", action="store_true", help=argparse.SUPPRESS)
