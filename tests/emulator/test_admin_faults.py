@@ -11,7 +11,9 @@ from simple_salesforce.exceptions import SalesforceError, SalesforceRefusedReque
 
 from sfsync.emulator.faults import Faults
 from sfsync.emulator.org import Org
-from tests.emulator.conftest import BASE
+from sfsync.emulator.testing import DEFAULT_HOST
+
+BASE = f"https://{DEFAULT_HOST}"
 
 ADMIN = f"{BASE}/__emulator"
 

@@ -12,9 +12,10 @@ from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceExpiredSession
 
 from sfsync.emulator.org import Org
-from sfsync.emulator.testing import InProcessAdapter, inprocess_session
+from sfsync.emulator.testing import DEFAULT_HOST, InProcessAdapter, inprocess_session
 from sfsync.emulator.tls import make_jwt_keypair
-from tests.emulator.conftest import BASE
+
+BASE = f"https://{DEFAULT_HOST}"
 
 
 def _token(http: requests.Session, **form: str) -> requests.Response:

@@ -7,7 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfsync.emulator.app import EmulatorApp
-from tests.emulator.conftest import BASE
+from sfsync.emulator.testing import DEFAULT_HOST
+
+BASE = f"https://{DEFAULT_HOST}"
 
 V = f"{BASE}/services/data/v59.0"
 

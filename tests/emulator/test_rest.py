@@ -13,7 +13,9 @@ from simple_salesforce.exceptions import (
 )
 
 from sfsync.emulator.org import Org
-from tests.emulator.conftest import BASE
+from sfsync.emulator.testing import DEFAULT_HOST
+
+BASE = f"https://{DEFAULT_HOST}"
 
 STMT = "vlocity_cmt__Statement__c"
 SLI = "vlocity_cmt__StatementLineItem__c"
