@@ -10,6 +10,7 @@ import click
 
 from sfsync.app import App
 from sfsync.errors import UserError
+from sfsync.state import Reject
 
 pass_app = click.make_pass_decorator(App)
 
@@ -133,7 +134,7 @@ def rejects(app: App, run_id: int, csv_path: str | None, limit: int) -> int:
     return 0
 
 
-def _write_error_csv(path: Path, rows: list) -> None:  # type: ignore[type-arg]
+def _write_error_csv(path: Path, rows: list[Reject]) -> None:
     payload_cols: list[str] = []
     for r in rows:
         for k in (r.payload or {}):

@@ -219,7 +219,7 @@ class Loader:
                 answered = getattr(exc, "results", None)
                 if answered is not None:
                     parts.append(answered)
-                exc.partial = pd.concat(parts) if parts else None  # type: ignore[attr-defined]
+                setattr(exc, "partial", pd.concat(parts) if parts else None)  # noqa: B010 - rows answered so far
                 raise
             if operation == "upsert":
                 res = self._retry_duplicates(compiled, part, res, external_id, parent)
@@ -252,8 +252,9 @@ class Loader:
             if (~has_id).any():
                 parts.append(self._write(compiled, "insert", frame[~has_id]))
         except BudgetExhausted as exc:
-            done = [*parts, *([exc.partial] if getattr(exc, "partial", None) is not None else [])]
-            exc.partial = pd.concat(done) if done else None  # type: ignore[attr-defined]
+            earlier = getattr(exc, "partial", None)
+            done = [*parts, *([earlier] if earlier is not None else [])]
+            setattr(exc, "partial", pd.concat(done) if done else None)  # noqa: B010 - rows answered so far
             raise
         return pd.concat(parts).loc[frame.index]
 

@@ -79,8 +79,8 @@ def run_load(app: App, billers: list[str] | None = None, options: LoadOptions | 
     client = connect_salesforce(settings, session=session)
     logger = log.get_logger("sfsync.load")
     if options.trim_date is None and settings.load.trim_date is not None:
-        options.trim_date = (org_trim_date(client) if settings.load.trim_date == "org"
-                             else settings.load.trim_date)  # type: ignore[assignment]
+        configured = settings.load.trim_date
+        options.trim_date = org_trim_date(client) if configured == "org" else configured
 
     # Everything is validated before anything is sent: a broken mapping costs no API call.
     plan: list[tuple[Any, list[CompiledMapping]]] = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sfsync.config import BillerSettings, Settings
 from sfsync.errors import ConfigError, UserError
@@ -26,7 +26,7 @@ def connect_salesforce(settings: Settings, *, session: requests.Session | None =
     """Log in to the org the settings name, with the run's API budget guard."""
     from sfsync.salesforce import BudgetGuard, connect
 
-    return connect(settings.salesforce, session=session, guard=BudgetGuard(settings.limits.api_budget_share),
+    return connect(cast(Any, settings.salesforce), session=session, guard=BudgetGuard(settings.limits.api_budget_share),
                    refresh_describe=refresh_describe)
 
 
