@@ -25,7 +25,7 @@ from sfsync.emulator.org import Org
 def reset(request: Request, org: Org) -> Response:
     """Reset the org's data, counters and sessions."""
     org.reset()
-    request.environ["sfsync.app"].cursors.__init__()
+    request.environ["sfsync.app"].cursors.clear()
     return json_response({"reset": True})
 
 

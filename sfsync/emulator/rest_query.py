@@ -59,6 +59,11 @@ class QueryCursors:
                 self._cursors.move_to_end(cid)
             return cursor
 
+    def clear(self) -> None:
+        """Forget every cursor (admin reset)."""
+        with self._lock:
+            self._cursors.clear()
+
     def close(self, cid: str) -> None:
         """Forget a cursor (after its last page was served)."""
         with self._lock:
