@@ -111,7 +111,9 @@ class Loader:
             deferred: list[MappedBatch] = []
             for batch in biller.read(compiled.mapping.source.entity or "", full=self.options.reread):
                 self._batch(biller, compiled, batch, deferred)
-                if batch.checkpoint is not None and not self.options.dry_run:
+                # A retry reads only some keys: its files are not loaded in full, so they stay
+                # unprocessed (a fixed row without a key comes back with the next `sfsync load`).
+                if batch.checkpoint is not None and not self.options.dry_run and self.options.only_keys is None:
                     biller.commit(batch.checkpoint)
                 self.run.api_calls.update(self.client.calls)
                 self.run.flush()

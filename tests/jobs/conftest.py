@@ -1,0 +1,149 @@
+"""Fixtures of the jobs' tests: an emulator org routed in-process, sample biller data, a config.
+
+Every test gets a fresh org (``sfsync.emulator.org.Org``) that every ``requests`` call for
+``DEFAULT_HOST`` is routed into, a small deterministic operator export (the files biller, a
+few dozen accounts over two months) and an ``sfsync.yaml`` that points at both. Retries and
+bulk polls do not sleep: faults are rehearsed at full speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import sys
+
+import pytest
+
+from sfsync.app import App
+from sfsync.emulator.org import Org
+from sfsync.emulator.testing import DEFAULT_HOST, route_requests
+from sfsync.jobs.load import LoadOptions
+from sfsync.jobs.load_run import LoadReport, run_load
+
+ROOT = Path(__file__).resolve().parents[2]
+MAPPINGS = ROOT / "mappings" / "files"
+ACCOUNTS, MONTHS, SEED = 40, 2, 3
+
+ACCOUNT = "Account"
+STATEMENT = "vlocity_cmt__Statement__c"
+ITEM = "vlocity_cmt__StatementLineItem__c"
+BALANCE = "vlocity_cmt__AccountBalance__c"
+CASE = "Case"
+EXT = "vlocity_cmt__ExternalID__c"
+
+
+def write_config(base: Path, org_or_emulator: Org | Path, data: Path, *, extra: str = "") -> Path:
+    """An ``sfsync.yaml``: the org (in-process credentials, or ``emulator: DIR``), SQLite, one files biller."""
+    if isinstance(org_or_emulator, Path):
+        sf = f"salesforce:\n  emulator: {org_or_emulator}\n  describe_cache_dir: {base / 'describe'}\n"
+    else:
+        c = org_or_emulator.credentials
+        sf = ("salesforce:\n"
+              f"  login_url: 'https://{DEFAULT_HOST}'\n"
+              f"  username: '{c['username']}'\n  password: '{c['password']}'\n"
+              f"  security_token: '{c['security_token']}'\n"
+              f"  client_id: '{c['client_id']}'\n  client_secret: '{c['client_secret']}'\n"
+              f"  describe_cache_dir: {base / 'describe'}\n")
+    cfg = base / "sfsync.yaml"
+    cfg.write_text(
+        sf
+        + f"database:\n  url: 'sqlite:///{base / 'state.db'}'\n"
+        + f"billers:\n  - name: acme\n    kind: files\n    path: {data}\n    mappings: ['{MAPPINGS}/*.yaml']\n"
+        + "load:\n  trim_date: org\n"
+        + extra,
+        encoding="utf-8")
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Back-off and bulk polling without real sleeps: faults are rehearsed at full speed."""
+    from sfsync.salesforce import transport
+
+    init = transport.RetryPolicy.__init__
+
+    def no_sleep_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("sleep", lambda s: None)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(transport.RetryPolicy, "__init__", no_sleep_init)
+
+
+class _LiveStderr:
+    """Whatever ``sys.stderr`` is now (pytest swaps it per test; a CLI call configures logging on it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _logging() -> Iterator[None]:
+    """Logs to the live stderr, so a test after a CLI call does not log into a closed capture."""
+    from sfsync import log
+
+    log.configure("json", stream=_LiveStderr())
+    yield
+    log.configure("json", stream=_LiveStderr())
+
+
+@pytest.fixture
+def org() -> Org:
+    """A fresh, empty emulator org."""
+    return Org()
+
+
+@pytest.fixture
+def routed(org: Org) -> Iterator[Org]:
+    """The org, with every ``requests`` call for its host routed into it (no socket)."""
+    with route_requests(org):
+        yield org
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """A small operator export (files layout): {ACCOUNTS} accounts × {MONTHS} months."""
+    from sfsync.billers.sample import generate
+
+    d = tmp_path / "acme"
+    generate(d, accounts=ACCOUNTS, months=MONTHS, seed=SEED)
+    return d
+
+
+@pytest.fixture
+def config(tmp_path: Path, org: Org, data: Path) -> Path:
+    """The config file for the routed org, a SQLite store and the files biller."""
+    return write_config(tmp_path, org, data)
+
+
+@pytest.fixture
+def app(config: Path, routed: Org) -> Iterator[App]:
+    """An ``App`` on the config (closed after the test)."""
+    a = App(config_path=config)
+    yield a
+    a.close()
+
+
+Loader = Callable[..., LoadReport]
+
+
+@pytest.fixture
+def load(app: App) -> Loader:
+    """``load(**LoadOptions fields)`` → the run's report (no progress bars)."""
+    def _load(**opts: Any) -> LoadReport:
+        return run_load(app, options=LoadOptions(**opts), progress=False)
+    return _load
+
+
+def file_rows(data: Path, entity: str) -> int:
+    """Rows of an entity across the biller's CSV files (header excluded; the sample quotes newlines)."""
+    import pyarrow.csv as pacsv
+
+    return sum(pacsv.read_csv(p).num_rows for p in sorted(data.glob(f"{entity}*.csv")))
