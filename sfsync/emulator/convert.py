@@ -22,13 +22,16 @@ Converter = Callable[[object], object]
 _NUMBER_RE = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TRUE = frozenset({"true", "1"})
+# Salesforce's valid range for Date and DateTime values.
+MIN_YEAR, MAX_YEAR = 1700, 4000
 _FALSE = frozenset({"false", "0"})
 
 
 def format_datetime(dt: datetime) -> str:
     """Format an aware datetime as Salesforce does: ``2026-11-25T10:00:00.000+0000`` (UTC)."""
     dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+0000"
+    return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}."
+            f"{dt.microsecond // 1000:03d}+0000")
 
 
 def _not_of_type(fd: FieldDef, value: object) -> FieldError:
@@ -145,6 +148,8 @@ def _date(fd: FieldDef) -> Converter:
                 out = date.fromisoformat(text).isoformat()
             else:
                 raise ValueError(text)
+            if not MIN_YEAR <= int(out[:4]) <= MAX_YEAR:
+                raise ValueError(text)
         except ValueError:
             raise _not_of_type(fd, value) from None
         if len(cache) < 100_000:
@@ -174,7 +179,9 @@ def _datetime(fd: FieldDef) -> Converter:
                 dt = datetime.fromisoformat(text)
                 if dt.tzinfo is None:
                     dt = dt.replace(tzinfo=UTC)
-        except ValueError:
+            if not MIN_YEAR <= dt.year <= MAX_YEAR:
+                raise ValueError(text)
+        except (ValueError, OverflowError):
             raise _not_of_type(fd, value) from None
         out = format_datetime(dt)
         if len(cache) < 100_000:
