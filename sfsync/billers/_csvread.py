@@ -103,7 +103,8 @@ class CsvChunks:
         self.parse = pacsv.ParseOptions(delimiter=delimiter, quote_char=quotechar, newlines_in_values=True,
                                         ignore_empty_lines=False, invalid_row_handler=self._invalid)
         self.convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in self.columns},
-                                            strings_can_be_null=True, quoted_strings_can_be_null=True)
+                                            strings_can_be_null=True, quoted_strings_can_be_null=True,
+                                            null_values=[""])  # "null", "NA", "N/A" are text, not nulls
         self._invalid_rows = 0
 
     def checksum(self) -> str:

@@ -329,7 +329,7 @@ def _read_layout(path: Path, entity: str, fmt: str) -> pa.Table:
     spec = FILES_ENTITIES[entity].columns or {}
     if fmt == "csv":
         t = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in spec}, strings_can_be_null=True))
+            column_types={c: pa.string() for c in spec}, strings_can_be_null=True, null_values=[""]))
     elif fmt == "parquet":
         t = pq.read_table(path)
     else:

@@ -79,6 +79,7 @@ def read_csv(data: bytes, *, nullable: bool = False) -> pa.Table:
         column_types={name: pa.large_string() for name in header},
         strings_can_be_null=nullable,
         quoted_strings_can_be_null=nullable,
+        null_values=[""],  # the text "null" or "NA" in a record is data, never a missing value
     )
     return pacsv.read_csv(
         io.BytesIO(data),

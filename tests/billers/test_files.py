@@ -271,3 +271,15 @@ def test_parquet_sources_are_row_numbers(tmp_path: Path) -> None:
     pq.write_table(pa.table({"usage_id": ["U1", "U2"], "account_number": ["A", "B"]}), tmp_path / "usage_202601.parquet")
     assert [r["_source"] for r in rows(read_all(biller(tmp_path), "usage"))] == [
         "usage_202601.parquet:1", "usage_202601.parquet:2"]
+
+
+def test_words_that_look_like_nulls_stay_text(tmp_path: Path) -> None:
+    """A description reading "null", "NA" or "N/A" is the biller's text, not a missing value."""
+    from sfsync.billers.files import FileBiller, FileBillerSettings
+
+    d = tmp_path / "drop"
+    d.mkdir()
+    (d / "accounts.csv").write_text("account_number,name\nBA-1,null\nBA-2,NA\nBA-3,N/A\nBA-4,\n")
+    biller = FileBiller("t", FileBillerSettings(path=d, dedup=False), None)
+    rows = [r for b in biller.read("accounts") for r in b.table.to_pylist()]
+    assert [r["name"] for r in rows] == ["null", "NA", "N/A", None]
