@@ -24,6 +24,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "emulator": ("sfsync.emulator.cli", "emulator", "Run the local Salesforce org emulator."),
     "mapping": ("sfsync.mappers.cli", "mapping", "Validate, preview and describe mappings."),
     "sample-data": ("sfsync.billers.cli", "sample_data", "Generate realistic biller data."),
+    "sample-mutate": ("sfsync.billers.cli", "sample_mutate", "Change a share of sample line items (to rehearse incremental loads)."),
     "tmf-serve": ("sfsync.billers.cli", "tmf_serve", "Serve sample data as a TMF678 biller on loopback."),
     "load": ("sfsync.jobs.cli", "load", "Load the billers' data into Salesforce (only what changed)."),
     "retry": ("sfsync.jobs.cli", "retry", "Re-send the rejected rows of a run."),
