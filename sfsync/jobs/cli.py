@@ -150,4 +150,40 @@ def _write_error_csv(path: Path, rows: list[Reject]) -> None:
                         *[("" if p.get(c) is None else p.get(c)) for c in payload_cols]])
 
 
-__all__ = ["load", "rejects", "retry"]
+@click.command("export")
+@click.option("--biller", "billers", multiple=True, help="Only this biller (repeatable). Default: every biller with export mappings.")
+@click.option("--dry-run", is_flag=True, help="Pull, route, map and check the ledger; list what would be exported; send and write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def export(app: App, billers: tuple[str, ...], dry_run: bool, as_json: bool) -> int:
+    """Export payments, adjustments, payment methods and dispute Cases to their billers, each once.
+
+    Outcomes are written back to Salesforce as configured (export.objects). Exit 0 when all went
+    through, 3 when records were rejected or conflict (see `sfsync rejects RUN`), 1 on failure.
+    """
+    from sfsync import render
+    from sfsync.jobs.export import ExportOptions
+    from sfsync.jobs.export_run import run_export
+
+    report = run_export(app, list(billers) or None, ExportOptions(dry_run=dry_run))
+    run = report.run
+    if as_json:
+        click.echo(json.dumps({"run_id": run.run_id, "status": run.status, "counts": run.plain_counts(),
+                               "api_calls": run.api_calls, "rejected": run.rejected,
+                               "would_export": {f"{b}/{s}": {"count": p.count, "sample": p.sample}
+                                                for (b, s), p in report.planned.items()}}, indent=2))
+        return run.exit_code
+    con = render.console()
+    title = f"export run {run.run_id} — {'dry run: nothing was sent or written' if dry_run else run.status}"
+    con.print(render.counts_table(run.plain_counts(), title))
+    for (biller, stream), p in sorted(report.planned.items()):
+        more = f" … and {p.count - len(p.sample):,} more" if p.count > len(p.sample) else ""
+        con.print(f"  would export {p.count:,} {stream} to {biller}: {', '.join(p.sample)}{more}")
+    con.print("API calls: " + (", ".join(f"{k} {v:,}" for k, v in sorted(run.api_calls.items()) if v) or "none")
+              + f" · {report.seconds:.1f}s")
+    if run.rejected:
+        con.print(f"[yellow]{run.rejected:,} records rejected or in conflict[/yellow]: sfsync rejects {run.run_id}")
+    return run.exit_code
+
+
+__all__ = ["export", "load", "rejects", "retry"]
