@@ -72,6 +72,9 @@ class Org(RecordStore):
             self._seed()
         if not self.credentials:
             self.credentials = _new_credentials()
+        if self.state_dir is not None and (self.state_dir / "tls" / "jwt-cert.pem").exists():
+            # The connected app's certificate made by an earlier server start (see tls.py).
+            self.jwt_certificates.append((self.state_dir / "tls" / "jwt-cert.pem").read_bytes())
 
     # -- DML -------------------------------------------------------------------------------
     def dml(self, sobject: str, operation: str, rows: Sequence[Mapping[str, Any]],
