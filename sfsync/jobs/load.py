@@ -33,8 +33,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sfsync import log
-from sfsync.errors import BudgetExhausted, SfsyncError
+from sfsync.errors import BudgetExhausted, SfsyncError, TerminalError, TransientError
 from sfsync.jobs.diff import diff, payload_hash
+from sfsync.jobs.export import crash_point
 from sfsync.jobs.match import CompositeMatcher
 from sfsync.jobs.resolve import LookupResolver
 from sfsync.jobs.runner import RunContext
@@ -48,6 +49,11 @@ if TYPE_CHECKING:
 
 PARENT_REJECTED = "PARENT_REJECTED"
 DUPLICATE_VALUE = "DUPLICATE_VALUE"
+BULK_JOB_FAILED = "BULK_JOB_FAILED"
+#: Rejects that are no verdict on the row: the next run sends it again, so its file (or cursor) is
+#: not committed. Validation errors are final until the data or the mapping changes.
+SEND_AGAIN = frozenset({"UNABLE_TO_LOCK_ROW", "UNPROCESSED", "RESULT_MISSING", BULK_JOB_FAILED, PARENT_REJECTED})
+INSERT_RECOVERIES = 2  # re-match and re-send an insert that failed in flight, at most this often
 SEND_SLICE = 200_000  # rows per write call: bounds memory, one Bulk job each
 
 
@@ -101,6 +107,8 @@ class Loader:
         self.logger = log.get_logger("sfsync.load")
         self._matchers: dict[str, CompositeMatcher] = {}
         self._parents: dict[str, dict[str, str]] = {}
+        self._source: str | None = None  # the file (or stream) of the batch in hand
+        self._send_again: set[str | None] = set()  # sources with rows the next run must send again
 
     # -- one biller ----------------------------------------------------------------------------
     def load_biller(self, biller: Biller, mappings: list[CompiledMapping]) -> None:
@@ -111,10 +119,17 @@ class Loader:
             deferred: list[MappedBatch] = []
             for batch in biller.read(compiled.mapping.source.entity or "", full=self.options.reread):
                 self._batch(biller, compiled, batch, deferred)
+                crash_point("load.after_record" if batch.checkpoint is not None else "load.mid_file")
                 # A retry reads only some keys: its files are not loaded in full, so they stay
                 # unprocessed (a fixed row without a key comes back with the next `sfsync load`).
+                # Nor is a file committed whose rows failed for a passing reason (locks, a failed
+                # job, a parent that failed): the next run reads it again and sends just those.
                 if batch.checkpoint is not None and not self.options.dry_run and self.options.only_keys is None:
-                    biller.commit(batch.checkpoint)
+                    if batch.source in self._send_again:
+                        self.logger.info("file kept for the next run: rows to send again", biller=biller.name,
+                                         source=batch.source)
+                    else:
+                        biller.commit(batch.checkpoint)
                 self.run.api_calls.update(self.client.calls)
                 self.run.flush()
             if deferred and not self.options.dry_run:
@@ -124,6 +139,7 @@ class Loader:
     # -- one batch -----------------------------------------------------------------------------
     def _batch(self, biller: Biller, compiled: CompiledMapping, batch: Batch, deferred: list[MappedBatch]) -> None:
         sobject, name = compiled.sobject, biller.name
+        self._source = batch.source
         if batch.rejects is not None and batch.rejects.num_rows:
             r = batch.rejects.to_pydict()
             self._reject([Reject(self.run.run_id, name, sobject, None, s, "read", c, m)
@@ -193,8 +209,7 @@ class Loader:
             if compiled.external_id:
                 results = self._write(compiled, "upsert", frame, external_id=compiled.external_id)
             else:
-                ids = self._match(compiled, mapped, known_ids)
-                results = self._write_split(compiled, frame, ids)
+                results = self._write_matched(compiled, mapped, frame, known_ids)
         except BudgetExhausted as exc:
             # Record what Salesforce already answered; the rest is re-sent by the next run.
             partial = getattr(exc, "partial", None)
@@ -203,6 +218,7 @@ class Loader:
                 self._record(biller, compiled, frame.iloc[pos], [keys[i] for i in pos], [sources[i] for i in pos],
                              hashes[pos], partial)
             raise
+        crash_point("load.after_send")
         self._record(biller, compiled, frame, keys, sources, hashes, results)
 
     # -- writing -------------------------------------------------------------------------------
@@ -223,6 +239,12 @@ class Loader:
                     parts.append(answered)
                 setattr(exc, "partial", pd.concat(parts) if parts else None)  # noqa: B010 - rows answered so far
                 raise
+            except TerminalError as exc:
+                res = _job_failed(part, exc)
+                if res is None:
+                    raise
+                self.logger.warning("bulk job failed twice; its rows are rejected", sobject=compiled.sobject,
+                                    error=str(exc))
             if operation == "upsert":
                 res = self._retry_duplicates(compiled, part, res, external_id, parent)
             parts.append(res)
@@ -242,6 +264,28 @@ class Loader:
         res.loc[again.index, list(again.columns)] = again
         self.run.count(compiled.sobject, retried=int(dup.sum()))
         return res
+
+    def _write_matched(self, compiled: CompiledMapping, mapped: MappedBatch, frame: pd.DataFrame,
+                       known_ids: list[str | None]) -> pd.DataFrame:
+        """Update the rows whose record is known or found by key, insert the others.
+
+        An insert is not idempotent, so the transport does not repeat one that failed in flight
+        (a 503, a dropped connection): it may have happened. Ask the org again by composite key
+        (a fresh matcher: the run's cache predates the attempt) and send again: what was
+        created is updated, not duplicated.
+        """
+        ids = self._match(compiled, mapped, known_ids)
+        for attempt in range(INSERT_RECOVERIES + 1):
+            try:
+                return self._write_split(compiled, frame, ids)
+            except TransientError as exc:
+                if attempt == INSERT_RECOVERIES or not compiled.key_fields:
+                    raise
+                self.logger.warning("write failed in flight; matching by key before sending again",
+                                    sobject=compiled.sobject, error=str(exc))
+                self._matchers.pop(compiled.sobject, None)
+                ids = self._match(compiled, mapped, known_ids)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _write_split(self, compiled: CompiledMapping, frame: pd.DataFrame, ids: list[str | None]) -> pd.DataFrame:
         has_id = np.array([i is not None for i in ids], dtype=bool)
@@ -318,6 +362,8 @@ class Loader:
         self.run.reject(rejects)
         self.run.count(sobject, rejected=len(rejects))
         self.rejected_keys[sobject].update(r.key for r in rejects if r.key)
+        if any(r.code in SEND_AGAIN for r in rejects):
+            self._send_again.add(self._source)
         if self.options.dry_run:
             self.planned[sobject].rejected += len(rejects)
 
@@ -407,6 +453,25 @@ class Loader:
     def _progress(self, sobject: str, n: int) -> None:
         if self.progress:
             self.progress(sobject, n)
+
+
+def _job_failed(part: pd.DataFrame, exc: TerminalError) -> pd.DataFrame | None:
+    """One result per row when a bulk job failed again after its re-send, else None.
+
+    The rows Salesforce answered keep their answers; the others are rejected with the job's
+    error, so that every row ends loaded or rejected (the next run sends them again: a rejected
+    row has no state). Other terminal errors (a refused request, a spent budget) stop the run.
+    """
+    from sfsync.salesforce import RESULT_COLUMNS, UNPROCESSED, ApiError
+
+    answered = getattr(exc, "results", None)
+    if isinstance(exc, (ApiError, BudgetExhausted)) or answered is None:
+        return None
+    res = pd.DataFrame({"success": False, "id": None, "created": False, "error_code": BULK_JOB_FAILED,
+                        "message": str(exc), "retried": 1}, index=part.index, columns=RESULT_COLUMNS)
+    done = answered[answered["error_code"].fillna("") != UNPROCESSED]
+    res.loc[done.index, RESULT_COLUMNS] = done[RESULT_COLUMNS]
+    return res
 
 
 def _s(v: Any) -> str | None:

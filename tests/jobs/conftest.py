@@ -8,11 +8,10 @@ bulk polls do not sleep: faults are rehearsed at full speed.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import sys
 
 import pytest
 
