@@ -15,7 +15,9 @@ For every batch a biller yields:
 
 A crash at any point leaves the biller's cursor behind the rows not yet recorded: the same
 command again re-reads them, finds the ones that made it unchanged (or matches them by key)
-and sends the rest. Nothing is lost and nothing is duplicated.
+and sends the rest. Nothing is lost and nothing is duplicated. ``SFSYNC_CRASH_AT`` rehearses it
+(tests): ``load.after_send``, ``load.mid_file`` and ``load.after_record``, each also suffixed
+with ``.<sObject>``, die like ``kill -9`` there.
 """
 
 from __future__ import annotations
@@ -119,7 +121,9 @@ class Loader:
             deferred: list[MappedBatch] = []
             for batch in biller.read(compiled.mapping.source.entity or "", full=self.options.reread):
                 self._batch(biller, compiled, batch, deferred)
-                crash_point("load.after_record" if batch.checkpoint is not None else "load.mid_file")
+                point = "load.after_record" if batch.checkpoint is not None else "load.mid_file"
+                crash_point(point)
+                crash_point(f"{point}.{compiled.sobject}")
                 # A retry reads only some keys: its files are not loaded in full, so they stay
                 # unprocessed (a fixed row without a key comes back with the next `sfsync load`).
                 # Nor is a file committed whose rows failed for a passing reason (locks, a failed
@@ -218,7 +222,8 @@ class Loader:
                 self._record(biller, compiled, frame.iloc[pos], [keys[i] for i in pos], [sources[i] for i in pos],
                              hashes[pos], partial)
             raise
-        crash_point("load.after_send")
+        for point in ("load.after_send", f"load.after_send.{sobject}"):  # kill -9 rehearsals (tests)
+            crash_point(point)
         self._record(biller, compiled, frame, keys, sources, hashes, results)
 
     # -- writing -------------------------------------------------------------------------------
