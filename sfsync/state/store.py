@@ -14,7 +14,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, create_engine, delete, event, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -380,12 +392,12 @@ class StateStore:
         """
         t = m.export_ledger
         now = utcnow()
-        rows = [{"biller": biller, "sobject": sobject, "sf_id": sid, "status": "pending", "payload_hash": h,
+        rows: list[dict[str, Any]] = [{"biller": biller, "sobject": sobject, "sf_id": sid, "status": "pending", "payload_hash": h,
                  "sf_modstamp": ms, "attempts": 0, "written_back": False, "run_id": run_id,
                  "created_at": now, "updated_at": now} for sid, h, ms in entries]
         if not rows:
             return []
-        existing = set(self.ledger_get(biller, sobject, [r["sf_id"] for r in rows]))
+        existing = set(self.ledger_get(biller, sobject, [str(r["sf_id"]) for r in rows]))
         new = [r for r in rows if r["sf_id"] not in existing]
         if new:
             ins: Any = postgresql.insert(t) if self.dialect == "postgresql" else sqlite.insert(t)
@@ -393,7 +405,7 @@ class StateStore:
                 for i in range(0, len(new), CHUNK):
                     c.execute(ins.on_conflict_do_nothing(index_elements=["biller", "sobject", "sf_id"]),
                               new[i:i + CHUNK])
-        return [r["sf_id"] for r in new]
+        return [str(r["sf_id"]) for r in new]
 
     def ledger_update(self, biller: str, sobject: str, sf_id: str, **values: Any) -> None:
         """Set fields of one ledger entry (status, biller_ref, last_error, written_back, attempts...)."""
