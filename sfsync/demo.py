@@ -4,7 +4,9 @@
 2. generates a deterministic operator export (the files biller);
 3. runs ``sfsync load`` against it and prints the summary;
 4. changes a little of the biller's data and loads again: only the changed rows are sent;
-5. shows the run history and stops the emulator (nothing is left running).
+5. enters payments and adjustments in the org as agents would, and exports them to the
+   biller's outbox (twice: the second run sends nothing);
+6. shows the run history and stops the emulator (nothing is left running).
 
 Everything lives under ``.sfsync/demo/`` (recreated on every run).
 """
@@ -33,7 +35,8 @@ def demo_config(base: Path, emulator_dir: Path, data: Path, mappings: Path) -> P
         f"salesforce:\n  emulator: {emulator_dir}\n  describe_cache_dir: {base / 'describe'}\n"
         f"database:\n  url: sqlite:///{base / 'state.db'}\n"
         "billers:\n"
-        f"  - name: acme\n    kind: files\n    path: {data}\n    mappings: ['{mappings}/files/*.yaml']\n"
+        f"  - name: acme\n    kind: files\n    path: {data}\n"
+        f"    mappings: ['{mappings}/files/*.yaml', '{mappings}/export/files/*.yaml']\n"
         f"    outbox: {base / 'outbox'}\n"
         "load:\n  trim_date: org\n",
         encoding="utf-8")
@@ -81,6 +84,15 @@ def demo(accounts: int, months: int, change_pct: float, base: Path) -> int:
         _say("sfsync load  (second load: only what changed is sent)")
         rc2 = _quiet(sfsync, [*args, "load"], base / "load-2.log")
 
+        _say("agents approve adjustments and take payments in Salesforce; sfsync export")
+        entered = enter_payments(org, 25)
+        click.echo(f"{entered} approved adjustments and customer payments entered in the org")
+        _quiet(sfsync, [*args, "export"], base / "export-1.log")
+        click.echo(f"the biller's outbox: {', '.join(sorted(p.name for p in (base / 'outbox').glob('*.*'))) or 'empty'}")
+
+        _say("sfsync export again  (nothing new: nothing is sent twice)")
+        _quiet(sfsync, [*args, "export"], base / "export-2.log")
+
         _say("sfsync runs list")
         sfsync([*args, "runs", "list"])
     finally:
@@ -88,6 +100,21 @@ def demo(accounts: int, months: int, change_pct: float, base: Path) -> int:
     click.echo(f"\nemulator stopped; demo took {time.monotonic() - started:.0f}s. Logs, config and state in {base}")
     click.echo(f"try: .venv/bin/sfsync --config {base / 'sfsync.yaml'} runs show 1")
     return max(rc1, rc2) if rc1 != 3 and rc2 != 3 else 3
+
+
+def enter_payments(org: object, n: int) -> int:
+    """What agents do in Salesforce: approved adjustments and customer payments on loaded accounts."""
+    accounts = [r["Id"] for r in org.records("Account")[:n]]  # type: ignore[attr-defined]
+    rows = []
+    for i, acc in enumerate(accounts):
+        payment = i % 2 == 0
+        rows.append({"vlocity_cmt__AccountId__c": acc, "vlocity_cmt__Status__c": "Approved",
+                     "vlocity_cmt__Type__c": "Customer Payment" if payment else "CSR Adjustment",
+                     "vlocity_cmt__Method__c": "Credit Card" if payment else "Adjustment Credit",
+                     "vlocity_cmt__Amount__c": round(10 + i * 3.5, 2), "vlocity_cmt__Date__c": "2026-11-20",
+                     "vlocity_cmt__Notes__c": "Goodwill credit, billing error" if not payment else None})
+    results = org.dml("vlocity_cmt__PaymentAdjustment__c", "insert", rows)  # type: ignore[attr-defined]
+    return sum(1 for r in results if r.success)
 
 
 def _quiet(cmd: object, argv: list[str], log_file: Path) -> int:

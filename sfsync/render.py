@@ -10,7 +10,9 @@ from rich.table import Table
 
 from sfsync.state import Run
 
-COUNT_COLUMNS = ("read", "skipped", "unchanged", "sent", "created", "updated", "rejected", "retried")
+ALWAYS_SHOWN = {"read", "pulled", "unchanged", "sent", "exported", "rejected"}
+COUNT_COLUMNS = ("read", "pulled", "skipped", "unchanged", "would_create", "would_update", "sent", "created",
+                 "updated", "exported", "already_exported", "rejected", "rejected_by_biller", "retried")
 
 
 def console(stderr: bool = False) -> Console:
@@ -47,7 +49,8 @@ def print_runs(runs: list[Run]) -> None:
         dur = _duration(r)
         t.add_row(str(r.id), r.job, ",".join(r.billers), r.trigger, _status(r.status),
                   f"{r.started_at:%Y-%m-%d %H:%M:%S}", f"{dur:.1f}s" if dur is not None else "—",
-                  f"{tot.get('sent', 0):,}", f"{tot.get('rejected', 0):,}")
+                  f"{tot.get('sent', 0) + tot.get('exported', 0):,}",
+                  f"{tot.get('rejected', 0) + tot.get('rejected_by_biller', 0):,}")
     console().print(t)
 
 
@@ -70,12 +73,17 @@ def _status(s: str) -> str:
 
 def counts_table(counts: dict[str, dict[str, Any]], title: str) -> Table:
     """Per-object counts (read, unchanged, sent, created, updated, rejected, retried…)."""
-    cols = [c for c in COUNT_COLUMNS if any(c in v for v in counts.values())]
-    extra = sorted({k for v in counts.values() for k in v if k not in COUNT_COLUMNS and k != "seconds"})
+    def shown(c: str) -> bool:
+        # A column that is zero for every object says nothing, except the headline ones.
+        return any(c in v for v in counts.values()) and (
+            c in ALWAYS_SHOWN or any(v.get(c, 0) for v in counts.values()))
+
+    cols = [c for c in COUNT_COLUMNS if shown(c)]
+    extra = sorted({k for v in counts.values() for k in v if k not in COUNT_COLUMNS and k != "seconds" and shown(k)})
     t = Table(title=title, title_justify="left")
-    t.add_column("object")
+    t.add_column("object", no_wrap=True)
     for c in (*cols, *extra):
-        t.add_column(c, justify="right")
+        t.add_column(c, justify="right", overflow="fold")
     if any("seconds" in v for v in counts.values()):
         t.add_column("time", justify="right")
     for obj, v in counts.items():

@@ -119,6 +119,14 @@ class Exporter:
         seen.update(frame["Id"].tolist())
         self.run.count(sobject, pulled=len(frame))
         if len(frame):
+            # Records a biller sent us (disputes loaded as Cases) are not sent back to billers:
+            # only what was entered in Salesforce is exported.
+            loaded = self.store.owners(sobject, frame["Id"].tolist())
+            if loaded:
+                from_biller = frame["Id"].isin(list(loaded)).to_numpy()
+                self.run.count(sobject, from_biller=int(from_biller.sum()))
+                frame = frame[~from_biller].reset_index(drop=True)
+        if len(frame):
             billers, reasons = router.route(frame)
             bad = np.array([r is not None for r in reasons], dtype=bool)
             if bad.any():
