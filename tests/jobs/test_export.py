@@ -339,3 +339,27 @@ def test_1000_records_sharing_one_systemmodstamp_across_pages_and_an_interrupted
     w.run()
     rows = [r["sf_id"] for r in outbox_rows(tmp_path)]
     assert len(rows) == len(set(rows)) == 1005 and set(rows) == {*ids, *late}
+
+
+def test_records_a_biller_loaded_are_not_sent_back_to_billers(tmp_path: Path) -> None:
+    """A dispute the biller sent us (loaded as a Case) is the biller's already; one an agent opens is exported."""
+    from sfsync.mappers import load_mapping
+
+    org = Org()
+    w = World(tmp_path, org, [files_biller(tmp_path)])
+    acc = account(org)
+    billing = org.record_type_ids("Case")["vlocity_cmt__Billing"]
+    case = {"AccountId": acc, "vlocity_cmt__BillingAccountId__c": acc, "RecordTypeId": billing,
+            "Subject": "Disputed roaming charge", "vlocity_cmt__Amount__c": "12.50", "Status": "New", "Origin": "Phone"}
+    from_biller, by_agent = (str(r.id) for r in org.dml("Case", "insert", [{**case, "vlocity_cmt__DisputeId__c": "acme:DS-1"},
+                                                                           case]))
+    # What `sfsync load` records when it loads a biller's dispute.
+    run = w.app.store.start_run("load", ["acme"])
+    w.app.store.put_states("acme", "Case", [("acme:DS-1", from_biller, 1)], run)
+    assert load_mapping(FILES_MAPS / "disputes.yaml").source.sobject == "Case"
+
+    report = w.run()
+    counts = w.counts(report, "Case")
+    assert counts.get("from_biller") == 1 and counts.get("exported") == 1
+    sent = [r["sf_id"] for r in outbox_rows(tmp_path)]
+    assert sent == [by_agent]
