@@ -51,13 +51,20 @@ def configure(fmt: str | None = None, verbose: int = 0, stream: Any = None) -> N
 
     Args:
         fmt: ``console`` or ``json``; None picks console on a terminal, JSON otherwise.
-        verbose: 0 = info, 1+ = debug.
+        verbose: 0 = warnings on the console (info in JSON), 1 = info, 2+ = debug.
         stream: where to write (stderr by default, so stdout stays for command output).
     """
     stream = stream or sys.stderr
     if fmt is None:
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
-    level = logging.DEBUG if verbose else logging.INFO
+    # On a terminal the progress bars and summary tables tell the story: the console log shows
+    # warnings and errors unless -v asks for the events too. Machines (JSON) always get info.
+    if verbose > 1:
+        level = logging.DEBUG
+    elif verbose or fmt == "json":
+        level = logging.INFO
+    else:
+        level = logging.WARNING
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
