@@ -21,6 +21,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/sfsync demo
 
+# Every benchmark, figures into docs/benchmarks.md. BENCH_SCALE=small for a quick run; 5m adds 5M line items.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check sfsync tests
 	$(BIN)/mypy sfsync

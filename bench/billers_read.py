@@ -87,6 +87,10 @@ def main() -> None:
                   f"best {best['wall']:.2f}s = {best['rows'] / best['wall']:>10,.0f} rows/s wall, "
                   f"{best['rows'] / best['cpu']:>10,.0f} rows/CPU-s, peak RSS {max(r['peak_rss_mb'] for r in runs):,.0f} MB, "
                   f"{best['batches']} batches", flush=True)
+            print("RESULT " + json.dumps({"bench": "billers_read", "rows": best["rows"], "dedup": dedup,
+                                         "seconds": round(best["wall"], 3), "rows_per_s": round(best["rows"] / best["wall"]),
+                                         "rows_per_cpu_s": round(best["rows"] / best["cpu"]),
+                                         "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs))}), flush=True)
 
 
 if __name__ == "__main__":

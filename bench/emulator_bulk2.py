@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     results_s = time.perf_counter() - started
     print(f"ingest: {elapsed:.2f} s, {args.rows / elapsed:,.0f} records/s")
     print(f"successfulResults: {size / 1e6:.1f} MB in {results_s:.2f} s")
+    print("RESULT " + json.dumps({"bench": "emulator_bulk2", "rows": args.rows, "seconds": round(elapsed, 3),
+                                 "records_per_s": round(args.rows / elapsed), "results_mb": round(size / 1e6, 1),
+                                 "results_s": round(results_s, 3)}))
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import tempfile
 import time
@@ -77,6 +78,9 @@ def main() -> None:
           f"outbox rows {rows:,}, records Applied {applied:,}; client calls {first.run.api_calls}")
     print(f"nothing new: {quiet_calls} API calls on the emulator (target ≤ 3), {quiet_s:.2f}s, "
           f"status {quiet.run.status}")
+    print("RESULT " + json.dumps({"bench": "export", "rows": args.rows, "seconds": round(elapsed, 2),
+                                 "quiet_api_calls": quiet_calls, "quiet_seconds": round(quiet_s, 3),
+                                 "exported": counts.get("exported", 0)}))
 
 
 if __name__ == "__main__":

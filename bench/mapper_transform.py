@@ -10,6 +10,7 @@ against the size of the input batch. Prints the figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -97,6 +98,9 @@ def main() -> None:
     print(f"peak Arrow memory allocated by apply: {peak_extra / 2**20:,.1f} MiB "
           f"= {peak_extra / input_bytes:.2f}x the input batch")
     print(f"input + peak:       {(input_bytes + peak_extra) / input_bytes:.2f}x the input batch")
+    print("RESULT " + json.dumps({"bench": "mapper_transform", "rows": args.rows, "seconds": round(best, 3),
+                                 "rows_per_s": round(args.rows / best), "peak_extra_mib": round(peak_extra / 2**20, 1),
+                                 "input_mib": round(input_bytes / 2**20, 1)}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,210 @@
+"""Load benchmark (issue 6): the files biller's line items into the emulator, three runs and the plain way.
+
+The emulator runs in its own process (HTTPS on loopback, records in memory) and the worker
+(``sfsync load``) in another, so each process's CPU time and peak RSS are its own
+(``os.wait4``). API calls by kind come from the emulator's counters (``/__emulator/counters``).
+
+1. first load of N accounts' months (all objects; line items are the volume);
+2. the same command again, nothing changed;
+3. 5% of line items re-issued (``sample.mutate``): exactly those are sent;
+4. the plain way (``bench/plain_bulk2.py``: pandas + simple-salesforce Bulk 2.0 upsert of the line items).
+
+Usage: ``.venv/bin/python bench/load.py [--accounts 50000] [--months 7] [--work DIR]``;
+prints readable lines and one ``RESULT {json}`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+ITEM = "vlocity_cmt__StatementLineItem__c"
+
+
+def serve(state_dir: Path) -> None:
+    """The emulator process: an in-memory org (no state file to write every 30 s)."""
+    from sfsync.emulator.org import Org
+    from sfsync.emulator.server import serve as serve_org
+
+    serve_org(Org(), port=0, state_dir=state_dir)
+
+
+class Emulator:
+    """The emulator in a child process; ``counters()`` reads its admin endpoint."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.connection_file = state_dir / "connection.json"
+
+    def __enter__(self) -> Emulator:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.connection_file.unlink(missing_ok=True)
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", str(self.state_dir)], cwd=ROOT)
+        for _ in range(600):
+            if self.connection_file.exists() and self.connection_file.stat().st_size:
+                break
+            time.sleep(0.1)
+        time.sleep(0.2)
+        self.conn = json.loads(self.connection_file.read_text())
+        self.http = requests.Session()
+        self.http.verify = self.conn["ca_bundle"]
+        self.http.trust_env = False
+        return self
+
+    def counters(self) -> dict[str, int]:
+        r = self.http.get(f"{self.conn['admin_url']}/counters", timeout=60)
+        r.raise_for_status()
+        return dict(r.json()["counters"])
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        _, _, usage = os.wait4(self.proc.pid, 0)
+        self.cpu = usage.ru_utime + usage.ru_stime
+        self.proc.returncode = 0
+
+
+def _hwm_mb(pid: int) -> float:
+    """The process's peak resident set so far (VmHWM), in MB; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next(int(x.split()[1]) for x in fh if x.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def measured(argv: list[str]) -> dict[str, Any]:
+    """Run a command; its own CPU seconds (user + sys), peak RSS and wall time, and its stdout.
+
+    CPU comes from ``os.wait4`` (the child alone). Peak RSS is the child's VmHWM, polled while
+    it runs: ``ru_maxrss`` survives ``exec`` and could report this parent's peak instead.
+    """
+    t = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=err, text=True)
+        peak = 0.0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, _hwm_mb(proc.pid))
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, tail = out.read(), err.read()[-1500:]
+    if proc.returncode:
+        print(f"  {argv[1]} exited {proc.returncode}:\n{tail}", flush=True)
+    return {"rc": proc.returncode, "wall": time.perf_counter() - t, "cpu": usage.ru_utime + usage.ru_stime,
+            "rss_mb": peak, "stdout": stdout}
+
+
+def calls_between(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    keys = ("api_requests", "oauth", "rest", "queries", "bulk1", "bulk2", "bulk_batches", "records_ingested",
+            "dml_rows", "http_503")
+    return {k: after.get(k, 0) - before.get(k, 0) for k in keys if after.get(k, 0) - before.get(k, 0)}
+
+
+def sfsync_load(config: Path, emu: Emulator) -> dict[str, Any]:
+    before = emu.counters()
+    r = measured([sys.executable, "-m", "sfsync.cli", "--config", str(config), "--log-format", "json",
+                  "load", "--json"])
+    r["calls"] = calls_between(before, emu.counters())
+    stdout = r.pop("stdout")
+    report = json.loads(stdout[stdout.index("{"):]) if "{" in stdout else {}
+    r["status"] = report.get("status")
+    r["counts"] = report.get("counts", {})
+    r["sent"] = int(sum(c.get("sent", 0) for c in r["counts"].values()))
+    r["items_sent"] = int(r["counts"].get(ITEM, {}).get("sent", 0))
+    r["items_read"] = int(r["counts"].get(ITEM, {}).get("read", 0))
+    return r
+
+
+def line(label: str, r: dict[str, Any], items: int) -> str:
+    rate = f"{items / r['cpu']:>10,.0f} line items/s of worker CPU" if items else ""
+    return (f"  {label:<22} exit {r['rc']}  wall {r['wall']:7.1f} s  worker CPU {r['cpu']:7.1f} s  "
+            f"peak RSS {r['rss_mb']:6.0f} MB  {rate}\n{'':26}sent {r.get('sent', 0):,}  calls {r['calls']}")
+
+
+def run(accounts: int, months: int, work: Path) -> dict[str, Any]:
+    """The four runs on one data set; returns the figures."""
+    from sfsync.billers.sample import generate, mutate
+
+    data = work / f"data-{accounts}x{months}"
+    marker = data / ".complete"
+    t = time.perf_counter()
+    if not marker.exists():
+        shutil.rmtree(data, ignore_errors=True)
+        counts = generate(data, accounts=accounts, months=months, seed=42)
+        marker.write_text(json.dumps(counts))
+    counts = json.loads(marker.read_text())
+    items = counts["line_items"]
+    print(f"data: {accounts:,} accounts × {months} months: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+          + f" ({time.perf_counter() - t:.0f} s)", flush=True)
+    run_dir = work / f"run-{accounts}x{months}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    live = run_dir / "acme"  # a copy: mutate() must not change the cached data set
+    shutil.copytree(data, live, ignore=shutil.ignore_patterns(".complete"))
+    out: dict[str, Any] = {"accounts": accounts, "months": months, "rows": counts, "line_items": items}
+    with Emulator(run_dir / "emulator") as emu:
+        config = run_dir / "sfsync.yaml"
+        config.write_text(
+            f"salesforce:\n  emulator: {emu.state_dir}\n  describe_cache_dir: {run_dir / 'describe'}\n"
+            f"database:\n  url: sqlite:///{run_dir / 'state.db'}\n"
+            f"billers:\n  - name: acme\n    kind: files\n    path: {live}\n"
+            f"    mappings: ['{ROOT / 'mappings/files'}/*.yaml']\n", encoding="utf-8")
+        first = out["first"] = sfsync_load(config, emu)
+        print(line("first load", first, items), flush=True)
+        same = out["unchanged"] = sfsync_load(config, emu)
+        print(line("unchanged re-run", same, 0), flush=True)
+        changed = mutate(live, 5.0, seed=11)
+        five = out["changed_5pct"] = sfsync_load(config, emu)
+        five["changed"] = changed
+        print(line("5% of line items", five, 0) + f"\n{'':26}changed in the files {changed:,}; line items sent "
+              f"{five['items_sent']:,}", flush=True)
+        before = emu.counters()
+        plain = measured([sys.executable, str(ROOT / "bench/plain_bulk2.py"), str(live), str(emu.connection_file)])
+        plain["calls"] = calls_between(before, emu.counters())
+        res = plain.pop("stdout")
+        plain.update(json.loads(res.split("RESULT ", 1)[1]) if "RESULT " in res else {})
+        out["plain"] = plain
+        print(line("plain (pandas+bulk2)", plain, items), flush=True)
+    out["emulator_cpu"] = emu.cpu
+    out["worker_items_per_cpu_s"] = items / first["cpu"]
+    out["plain_items_per_cpu_s"] = items / plain["cpu"]
+    out["speedup_cpu"] = plain["cpu"] / first["cpu"]
+    out["speedup_wall"] = plain["wall"] / first["wall"]
+    print(f"  worker {out['worker_items_per_cpu_s']:,.0f} line items/s of its own CPU (target ≥ 300,000); "
+          f"{out['speedup_cpu']:.1f}× less CPU than the plain way, {out['speedup_wall']:.1f}× its wall time "
+          f"(target ≥ 5×); emulator CPU {emu.cpu:.0f} s", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--accounts", type=int, default=50_000)
+    ap.add_argument("--months", type=int, default=7)
+    ap.add_argument("--work", type=Path, default=ROOT / ".sfsync/bench")
+    ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    result = run(args.accounts, args.months, args.work)
+    print("RESULT " + json.dumps({"bench": "load", **result}, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""``make bench``: run every benchmark, collect their ``RESULT {json}`` lines, write docs/benchmarks.md.
+
+``BENCH_SCALE=small`` (a couple of minutes) · default ``1m`` (the issue's figures: 1M line items)
+· ``5m`` (also the load at 5M line items, for the flat-memory check; ~15 min more).
+Each benchmark runs in its own process; its readable output goes to the terminal as it comes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+
+SCALES: dict[str, list[list[str]]] = {
+    "small": [
+        ["load.py", "--accounts", "2000", "--months", "7"],
+        ["emulator_bulk2.py", "--rows", "100000"],
+        ["mapper_transform.py", "--rows", "200000", "--repeat", "1"],
+        ["billers_read.py", "--rows", "200000", "--repeat", "1"],
+        ["export.py", "--rows", "10000"],
+    ],
+    "1m": [
+        ["load.py", "--accounts", "50000", "--months", "7"],
+        ["emulator_bulk2.py"],
+        ["mapper_transform.py"],
+        ["billers_read.py", "--rows", "1000000", "5000000", "--repeat", "1"],
+        ["export.py"],
+    ],
+}
+SCALES["5m"] = [*SCALES["1m"], ["load.py", "--accounts", "250000", "--months", "7"]]
+
+
+def run(args: list[str]) -> tuple[list[dict[str, Any]], float, int]:
+    """One benchmark script: echo its output, return its RESULT records, wall seconds and exit code."""
+    cmd = [sys.executable, str(ROOT / "bench" / args[0]), *args[1:]]
+    print(f"\n$ {' '.join(['.venv/bin/python', 'bench/' + args[0], *args[1:]])}", flush=True)
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    results: list[dict[str, Any]] = []
+    assert proc.stdout is not None
+    for text in proc.stdout:
+        if text.startswith("RESULT "):
+            results.append(json.loads(text[7:]))
+        else:
+            print(text, end="", flush=True)
+    return results, time.perf_counter() - t, proc.wait()
+
+
+def _mb(v: float) -> str:
+    return f"{v:,.0f} MB"
+
+
+def load_section(r: dict[str, Any], command: str) -> list[str]:
+    first, same, five, plain = r["first"], r["unchanged"], r["changed_5pct"], r["plain"]
+    items = r["line_items"]
+    rows = ", ".join(f"{k} {v:,}" for k, v in r["rows"].items())
+
+    def calls(c: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v:,}" for k, v in c.items() if k not in ("dml_rows", "records_ingested")) or "none"
+
+    def ok(flag: bool) -> str:
+        return "met" if flag else "**missed**"
+
+    rate = r["worker_items_per_cpu_s"]
+    return [
+        f"### Load: {items:,} line items ({r['accounts']:,} accounts × {r['months']} months)",
+        "",
+        f"`{command}` — data: {rows}. Emulator in its own process (CPU {r['emulator_cpu']:.0f} s over all runs); "
+        "worker = the `sfsync load` process alone (`os.wait4`), peak RSS = its VmHWM.",
+        "",
+        "| run | exit | wall | worker CPU | line items / CPU-s | peak RSS | records sent | API calls (emulator counters) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| first load (all objects) | {first['rc']} | {first['wall']:.1f} s | {first['cpu']:.1f} s | {rate:,.0f} | "
+        f"{_mb(first['rss_mb'])} | {first['sent']:,} | {calls(first['calls'])} |",
+        f"| unchanged re-run | {same['rc']} | {same['wall']:.1f} s | {same['cpu']:.1f} s | – | {_mb(same['rss_mb'])} | "
+        f"{same['sent']:,} | {calls(same['calls']) } |",
+        f"| 5% of line items changed ({five['changed']:,}) | {five['rc']} | {five['wall']:.1f} s | {five['cpu']:.1f} s | – | "
+        f"{_mb(five['rss_mb'])} | {five['sent']:,} (line items {five['items_sent']:,}) | {calls(five['calls'])} |",
+        f"| plain way: pandas + simple-salesforce bulk2 (line items only) | {plain['rc']} | {plain['wall']:.1f} s | "
+        f"{plain['cpu']:.1f} s | {r['plain_items_per_cpu_s']:,.0f} | {_mb(plain['rss_mb'])} | "
+        f"{plain.get('processed', 0):,} | {calls(plain['calls'])} |",
+        "",
+        "| target | figure | |",
+        "| --- | --- | --- |",
+        f"| worker ≥ 300,000 line items/s of its own CPU | {rate:,.0f} /s | {ok(rate >= 300_000)} |",
+        f"| ≥ 5× faster than the plain way | {r['speedup_cpu']:.2f}× its CPU, {r['speedup_wall']:.2f}× its wall time "
+        f"| {ok(r['speedup_cpu'] >= 5)} |",
+        f"| peak RSS ≤ 400 MB | {_mb(first['rss_mb'])} | {ok(first['rss_mb'] <= 400)} |",
+        f"| unchanged re-run: 0 records, ≤ 10 API calls | {same['sent']} records, "
+        f"{same['calls'].get('api_requests', 0)} calls | "
+        f"{ok(same['sent'] == 0 and same['calls'].get('api_requests', 0) <= 10)} |",
+        f"| 5% run sends exactly the changed line items | {five['items_sent']:,} of {five['changed']:,} | "
+        f"{ok(five['items_sent'] == five['changed'])} |",
+        "",
+    ]
+
+
+def other_section(name: str, rs: list[dict[str, Any]], command: str) -> list[str]:
+    lines = [f"### {name}", "", f"`{command}`", ""]
+    for r in rs:
+        lines.append("- " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                                      for k, v in r.items() if k != "bench"))
+    return [*lines, ""]
+
+
+def main() -> None:
+    scale = os.environ.get("BENCH_SCALE", "1m")
+    if scale not in SCALES:
+        sys.exit(f"BENCH_SCALE must be one of {', '.join(SCALES)}, not {scale!r}")
+    started = time.perf_counter()
+    sections: list[str] = []
+    failed: list[str] = []
+    for args in SCALES[scale]:
+        command = " ".join([".venv/bin/python", "bench/" + args[0], *args[1:]])
+        results, seconds, rc = run(args)
+        if rc:
+            failed.append(f"`{command}` exited {rc}")
+        for r in results:
+            if r.get("bench") == "load":
+                sections += load_section(r, command)
+        other = [r for r in results if r.get("bench") != "load"]
+        if other:
+            sections += other_section(args[0].removesuffix(".py"), other, command)
+        print(f"({seconds:.0f} s)", flush=True)
+    head = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` (`BENCH_SCALE={scale}`) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{time.perf_counter() - started:.0f} s in all. Rerun: `make bench` "
+        "(`BENCH_SCALE=small make bench` for a quick run, `BENCH_SCALE=5m make bench` adds 5M line items).",
+        "",
+    ]
+    if failed:
+        head += ["**Failures:** " + "; ".join(failed), ""]
+    DOC.write_text("\n".join(head + sections), encoding="utf-8")
+    print(f"\nwrote {DOC.relative_to(ROOT)}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
