@@ -94,6 +94,8 @@ def timeit(label: str, fetch, repeat: int) -> None:  # type: ignore[no-untyped-d
     times.sort()
     p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
     print(f"  {label:28} median {statistics.median(times):6.1f} ms  p95 {p95:6.1f} ms   {sizes}", flush=True)
+    print("RESULT " + json.dumps({"bench": "billers_fetch", "biller": label, "median_ms": round(statistics.median(times), 1),
+                                  "p95_ms": round(p95, 1), "target_ms": 100}), flush=True)
 
 
 def main() -> None:

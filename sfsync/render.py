@@ -71,6 +71,10 @@ def _status(s: str) -> str:
     return f"[{colour}]{s}[/{colour}]"
 
 
+#: Durations kept with the counts: wall time, and the worker's own CPU time, per object.
+TIMES = {"seconds": "time", "cpu_seconds": "cpu"}
+
+
 def counts_table(counts: dict[str, dict[str, Any]], title: str) -> Table:
     """Per-object counts (read, unchanged, sent, created, updated, rejected, retried…)."""
     def shown(c: str) -> bool:
@@ -79,17 +83,17 @@ def counts_table(counts: dict[str, dict[str, Any]], title: str) -> Table:
             c in ALWAYS_SHOWN or any(v.get(c, 0) for v in counts.values()))
 
     cols = [c for c in COUNT_COLUMNS if shown(c)]
-    extra = sorted({k for v in counts.values() for k in v if k not in COUNT_COLUMNS and k != "seconds" and shown(k)})
+    extra = sorted({k for v in counts.values() for k in v if k not in COUNT_COLUMNS and k not in TIMES and shown(k)})
     t = Table(title=title, title_justify="left")
     t.add_column("object", no_wrap=True)
     for c in (*cols, *extra):
         t.add_column(c, justify="right", overflow="fold")
-    if any("seconds" in v for v in counts.values()):
-        t.add_column("time", justify="right")
+    times = [k for k in TIMES if any(k in v for v in counts.values())]
+    for k in times:
+        t.add_column(TIMES[k], justify="right")
     for obj, v in counts.items():
         row = [obj] + [f"{int(v.get(c, 0)):,}" for c in (*cols, *extra)]
-        if any("seconds" in x for x in counts.values()):
-            row.append(f"{v.get('seconds', 0):.1f}s")
+        row += [f"{v.get(k, 0):.1f}s" for k in times]
         t.add_row(*row)
     return t
 

@@ -2,30 +2,59 @@
 
 The hash covers the payload's column names and values (not ``_source`` or other bookkeeping
 columns), so a changed mapping — a field added or renamed — changes every hash and resends.
-Hashes are 64-bit (pandas' vectorized row hashing) and stored signed in the state store.
+Hashes are 64-bit (XXH3 over each row's text) and stored signed in the state store.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
 
-from sfsync.state import RecordState
 
+def payload_hash(data: pa.Table | pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """One signed 64-bit hash per row of ``data[columns]`` (column order does not matter; names do).
 
-def payload_hash(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """One signed 64-bit hash per row of ``frame[columns]`` (columns in the order given, named)."""
-    if not len(frame):
+    Each row is serialized in Arrow — values as text, nulls and empty strings alike (both mean
+    "no value"), columns sorted by name, separated by a unit separator — and hashed with
+    XXH3-64 seeded by the column names. No Python object per cell: one string per row.
+    """
+    if not len(data):
         return np.zeros(0, dtype=np.int64)
     cols = sorted(columns)
-    # Hash strings as they would be sent: nulls and empty strings both mean "no value".
-    values = frame[cols].astype("string").fillna("")
-    row = pd.util.hash_pandas_object(values, index=False, categorize=False).to_numpy(dtype=np.uint64)
-    salt = np.uint64(int.from_bytes(hashlib.blake2b("\x1f".join(cols).encode(), digest_size=8).digest(), "big"))
-    return (row ^ salt).view(np.int64)
+    table = data if isinstance(data, pa.Table) else _arrow_strings(data, cols)
+    parts = [pc.fill_null(_text(table.column(c)), "") for c in cols]
+    joined = pc.binary_join_element_wise(*parts, SEP) if len(parts) > 1 else parts[0]
+    seed = xxhash.xxh3_64_intdigest(SEP.join(cols).encode())
+    h = xxhash.xxh3_64_intdigest
+    out = np.fromiter((h(v, seed) for v in joined.cast(pa.binary()).to_pylist()), dtype=np.uint64, count=len(joined))
+    return out.view(np.int64)
+
+
+SEP = "\x1f"
+
+
+def _text(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return col
+    if pa.types.is_dictionary(col.type):
+        return _text(col.cast(col.type.value_type))
+    if pa.types.is_null(col.type):
+        return pa.chunked_array([pa.nulls(len(col), pa.string())])
+    return pc.cast(col, pa.string())
+
+
+def _arrow_strings(frame: pd.DataFrame, cols: list[str]) -> pa.Table:
+    # A pandas frame (export: SOQL records, object columns of mixed types): text as pandas writes it.
+    values = frame[cols].astype("string")
+    return pa.table({c: pa.array(values[c].to_numpy(dtype=object, na_value=None), pa.string()) for c in cols})
+
+
+Stored = tuple[list[str], list[str | None], list[int]]
 
 
 @dataclass
@@ -43,25 +72,32 @@ class Diff:
         return self.new | self.changed
 
 
-def diff(keys: pd.Series, hashes: np.ndarray, states: dict[str, RecordState], *, full: bool = False) -> Diff:
+def diff(keys: pa.Array | pa.ChunkedArray, hashes: np.ndarray, stored: Stored, *, full: bool = False) -> Diff:
     """Compare a batch's hashes with stored states.
 
     Args:
-        keys: the match key of every row.
+        keys: the match key of every row (strings).
         hashes: :func:`payload_hash` of every row.
-        states: the store's states for (some of) those keys.
+        stored: the store's (keys, Salesforce Ids, hashes) for (some of) those keys, as
+            :meth:`StateStore.state_columns` returns them.
         full: resend everything (unchanged rows count as changed).
     """
-    # Through an int64 index (not a dict of Python ints): 64-bit hashes must not pass via float.
-    stored = pd.DataFrame({"hash": np.fromiter((s.hash for s in states.values()), np.int64, len(states)),
-                           "sf_id": [s.sf_id for s in states.values()]},
-                          index=pd.Index(list(states.keys()), dtype=object))
-    pos = stored.index.get_indexer(keys.astype(object))
-    present = pos >= 0
-    stored_hash = np.where(present, stored["hash"].to_numpy()[np.where(present, pos, 0)] if len(stored) else 0, 0)
+    found, ids, stored_hashes = stored
+    n = len(keys)
+    if found:
+        # Arrow's hash join: no Python object per row. Hashes stay int64 (never via float).
+        pos = pc.index_in(keys, value_set=pa.array(found, pa.string())).fill_null(-1).to_numpy(zero_copy_only=False)
+        present = pos >= 0
+        at = np.where(present, pos, 0)
+        stored_hash = np.where(present, np.asarray(stored_hashes, dtype=np.int64)[at], 0)
+        known = np.asarray(ids, dtype=object)[at]
+        known[~present] = None
+    else:
+        present = np.zeros(n, dtype=bool)
+        stored_hash = np.zeros(n, dtype=np.int64)
+        known = np.full(n, None, dtype=object)
     same = present & (stored_hash == hashes)
-    known_ids = pd.Series(np.where(present, stored["sf_id"].to_numpy(dtype=object)[np.where(present, pos, 0)]
-                                   if len(stored) else None, None), index=keys.index, dtype=object)
+    known_ids = pd.Series(known, dtype=object)
     if full:
-        return Diff(~present, present, np.zeros(len(keys), dtype=bool), known_ids)
+        return Diff(~present, present, np.zeros(n, dtype=bool), known_ids)
     return Diff(~present, present & ~same, same, known_ids)

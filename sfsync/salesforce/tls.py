@@ -5,30 +5,22 @@ Two quirks make ``session.verify = ca`` not enough:
 * requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` from the environment override a
   session's ``verify`` (many machines set them to the system bundle), so the session gets
   an adapter that always verifies with the configured bundle;
-* salesforce-bulk uses module-level ``requests.post/get``, whose only trust setting is
-  that same environment variable. During its calls the variable points at a bundle made
-  of the previous trust store *plus* the configured CA, so that any other thread talking
-  to another host meanwhile still trusts what it trusted before.
+* salesforce-bulk calls module-level ``requests.post/get``: no session, so no configured
+  trust, no proxy settings and a new TLS connection (and CA file load) for every call. Its
+  module's ``requests`` is replaced by :data:`bulk_requests`, which sends the calls of a
+  thread inside :meth:`SessionRouter.using` through that thread's session (keep-alive, the
+  session's trust) and every other call to the real module, unchanged.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-
-_ENV = "REQUESTS_CA_BUNDLE"
-_lock = threading.Lock()
-_users = 0
-_saved: str | None = None
-_combined: dict[str, str] = {}
 
 
 class CaBundleAdapter(HTTPAdapter):
@@ -50,49 +42,59 @@ def trust(session: requests.Session, ca_bundle: str) -> None:
     session.mount("https://", CaBundleAdapter(ca_bundle))
 
 
-def combined_bundle(ca_bundle: str) -> str:
-    """A PEM file with the current trust store followed by ``ca_bundle`` (made once)."""
-    with _lock:
-        if ca_bundle in _combined:
-            return _combined[ca_bundle]
-        base = os.environ.get(_ENV) or os.environ.get("CURL_CA_BUNDLE")
-        if not base:
-            import certifi  # requests' own default store
+class SessionRouter:
+    """Stands in for the ``requests`` module inside a library that only calls ``requests.get/post``.
 
-            base = certifi.where()
-        parts = []
-        for path in (base, ca_bundle):
-            try:
-                parts.append(Path(path).read_bytes().rstrip(b"\n") + b"\n")
-            except OSError:
-                continue  # an unreadable base store: trust the configured CA alone
-        fd, name = tempfile.mkstemp(prefix="sfsync-ca-", suffix=".pem")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(b"".join(parts))
-        _combined[ca_bundle] = name
-        return name
+    Inside ``with router.using(session):`` this thread's calls go through ``session``; outside
+    it (or in other threads) they go to the real module, looked up at call time (so test
+    doubles that patch ``requests.post`` still apply).
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(requests, name)  # exceptions, codes, ... as the module has them
+
+    def _target(self) -> Any:
+        return getattr(self._local, "session", None) or requests
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        """``requests.get`` through the thread's session."""
+        return self._target().get(url, **kwargs)
+
+    def post(self, url: str, data: Any = None, json: Any = None, **kwargs: Any) -> requests.Response:
+        """``requests.post`` through the thread's session."""
+        return self._target().post(url, data=data, json=json, **kwargs)
+
+    def put(self, url: str, data: Any = None, **kwargs: Any) -> requests.Response:
+        """``requests.put`` through the thread's session."""
+        return self._target().put(url, data=data, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> requests.Response:
+        """``requests.delete`` through the thread's session."""
+        return self._target().delete(url, **kwargs)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """``requests.request`` through the thread's session."""
+        return self._target().request(method, url, **kwargs)
+
+    @contextmanager
+    def using(self, session: requests.Session) -> Iterator[None]:
+        """Route this thread's calls through ``session`` for the duration (re-entrant)."""
+        before = getattr(self._local, "session", None)
+        self._local.session = session
+        try:
+            yield
+        finally:
+            self._local.session = before
 
 
-@contextmanager
-def module_requests_trust(ca_bundle: str | None) -> Iterator[None]:
-    """Let module-level ``requests`` calls trust ``ca_bundle`` for the duration (re-entrant)."""
-    global _users, _saved
-    if not ca_bundle:
-        yield
-        return
-    bundle = combined_bundle(ca_bundle)
-    with _lock:
-        if _users == 0:
-            _saved = os.environ.get(_ENV)
-            os.environ[_ENV] = bundle
-        _users += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _users -= 1
-            if _users == 0:
-                if _saved is None:
-                    os.environ.pop(_ENV, None)
-                else:
-                    os.environ[_ENV] = _saved
+bulk_requests = SessionRouter()
+
+
+def route_bulk1() -> None:
+    """Point salesforce-bulk's module-level ``requests`` at :data:`bulk_requests` (idempotent)."""
+    import salesforce_bulk.salesforce_bulk as module
+
+    module.requests = bulk_requests

@@ -36,7 +36,7 @@ from sfsync.errors import BudgetExhausted, ConfigError, SessionExpired, Terminal
 
 from .auth import Authenticator, Token
 from .guard import BudgetGuard, CallCounter
-from .tls import module_requests_trust
+from .tls import bulk_requests, route_bulk1
 
 T = TypeVar("T")
 
@@ -224,6 +224,7 @@ class Transport:
         """The unmodified salesforce-bulk client for the current token."""
         with self._lock:
             if self._bulk1 is None:
+                route_bulk1()  # its module-level calls go through our session (see tls.py)
                 self._bulk1 = SalesforceBulk(
                     sessionId=self._token.access_token,
                     host=self._token.instance_url,
@@ -271,7 +272,7 @@ class Transport:
         """
 
         def run() -> T:
-            with module_requests_trust(self.ca_bundle):
+            with bulk_requests.using(self.session):
                 return fn(self.bulk1)
 
         return self._run("bulk1", run, idempotent, guarded)

@@ -1,16 +1,18 @@
 """The state store: sfsync's memory between runs. The only module (with its siblings) that speaks SQL.
 
 One :class:`StateStore` per process. It upgrades an empty database by itself on first use.
-Bulk paths (record state, rejects) go through SQLAlchemy Core ``executemany`` in chunks.
+Record state, the bulk path of every load, goes straight to the driver; the rest through SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,9 @@ from sqlalchemy.exc import IntegrityError
 from sfsync.state import models as m
 
 CHUNK = 5_000  # rows per executemany / IN (...) — well under SQLite's variable limit
+# keys per state probe: SQLite allows 32,766 variables since 3.32 (999 before)
+LOOKUP_CHUNK = 20_000 if sqlite3.sqlite_version_info >= (3, 32) else 900
+WRITE_CHUNK = 50_000  # record states per driver executemany
 RUN_STATUSES = ("running", "succeeded", "rejected", "failed", "stopped")
 
 
@@ -215,17 +220,41 @@ class StateStore:
     # -- record state -----------------------------------------------------------------------
     def get_states(self, biller: str, sobject: str, keys: Iterable[str]) -> dict[str, RecordState]:
         """The stored state of the given keys (absent keys are simply missing from the result)."""
-        out: dict[str, RecordState] = {}
-        t = m.record_state
-        key_list = list(keys)
+        found, ids, hashes = self.state_columns(biller, sobject, list(keys))
+        return {k: RecordState(k, i, h) for k, i, h in zip(found, ids, hashes, strict=True)}
+
+    def state_columns(self, biller: str, sobject: str, keys: Sequence[str]) -> tuple[list[str], list[str | None], list[int]]:
+        """The stored (key, sf_id, hash) of the given keys as three lists; the bulk path of a load.
+
+        Straight through the driver (no per-value bind processing): an indexed probe per key,
+        ``IN (...)`` in chunks on SQLite, ``= ANY(array)`` on PostgreSQL.
+        """
+        found: list[str] = []
+        ids: list[str | None] = []
+        hashes: list[int] = []
         with self.engine.connect() as c:
-            for i in range(0, len(key_list), CHUNK):
-                chunk = key_list[i:i + CHUNK]
-                q = select(t.c.key, t.c.sf_id, t.c.hash).where(
-                    t.c.biller == biller, t.c.sobject == sobject, t.c.key.in_(chunk))
-                for k, sf_id, h in c.execute(q):
-                    out[k] = RecordState(k, sf_id, h)
-        return out
+            for i in range(0, len(keys), LOOKUP_CHUNK):
+                chunk = list(keys[i:i + LOOKUP_CHUNK])
+                if self.dialect == "postgresql":
+                    sql = "SELECT key, sf_id, hash FROM record_state WHERE biller = %s AND sobject = %s AND key = ANY(%s)"
+                    params: tuple[Any, ...] = (biller, sobject, chunk)
+                else:
+                    sql = (f"SELECT key, sf_id, hash FROM record_state WHERE biller = ? AND sobject = ? "
+                           f"AND key IN ({','.join('?' * len(chunk))})")
+                    params = (biller, sobject, *chunk)
+                rows = c.exec_driver_sql(sql, params).fetchall()
+                if rows:
+                    k, sid, h = zip(*rows, strict=True)
+                    found.extend(k)
+                    ids.extend(sid)
+                    hashes.extend(h)
+        return found, ids, hashes
+
+    def has_states(self, biller: str, sobject: str) -> bool:
+        """Whether anything was ever recorded for this (biller, sObject) (a cheap first-load test)."""
+        t = m.record_state
+        with self.engine.connect() as c:
+            return c.execute(select(t.c.key).where(t.c.biller == biller, t.c.sobject == sobject).limit(1)).first() is not None
 
     def iter_states(self, biller: str, sobject: str) -> Iterator[RecordState]:
         """Every stored state of one (biller, sObject), streamed."""
@@ -237,22 +266,46 @@ class StateStore:
 
     def put_states(self, biller: str, sobject: str, rows: Iterable[tuple[str, str | None, int]],
                    run_id: int) -> int:
-        """Upsert (key, sf_id, hash) rows; return how many were written."""
-        t = m.record_state
+        """Upsert (key, sf_id, hash) rows (hash a Python int) in one transaction; return how many were written.
+
+        The bulk path of every load (a row per record sent), so it goes straight to the driver:
+        ``executemany`` of ``INSERT … ON CONFLICT DO UPDATE`` on SQLite, ``COPY`` into a
+        temporary table then one ``INSERT … SELECT … ON CONFLICT`` on PostgreSQL.
+        """
         now = utcnow()
-        batch: list[dict[str, Any]] = []
+        if self.dialect == "postgresql":
+            return self._put_states_pg(biller, sobject, rows, run_id, now)
+        stamp = now.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")  # SQLAlchemy's SQLite format
+        sql = ("INSERT INTO record_state (biller, sobject, key, sf_id, hash, run_id, updated_at) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (biller, sobject, key) DO UPDATE SET "
+               "sf_id = excluded.sf_id, hash = excluded.hash, run_id = excluded.run_id, updated_at = excluded.updated_at")
+        n = 0
+        it = iter(rows)
+        with self.engine.begin() as c:
+            while chunk := list(islice(it, WRITE_CHUNK)):
+                c.exec_driver_sql(sql, [(biller, sobject, k, i, h, run_id, stamp) for k, i, h in chunk])
+                n += len(chunk)
+        return n
+
+    def _put_states_pg(self, biller: str, sobject: str, rows: Iterable[tuple[str, str | None, int]],
+                       run_id: int, now: datetime) -> int:
         n = 0
         with self.engine.begin() as c:
-            for key, sf_id, h in rows:
-                batch.append({"biller": biller, "sobject": sobject, "key": key, "sf_id": sf_id,
-                              "hash": int(h), "run_id": run_id, "updated_at": now})
-                if len(batch) >= CHUNK:
-                    n += self._upsert(c, t, batch, ["biller", "sobject", "key"],
-                                      ["sf_id", "hash", "run_id", "updated_at"])
-                    batch = []
-            if batch:
-                n += self._upsert(c, t, batch, ["biller", "sobject", "key"],
-                                  ["sf_id", "hash", "run_id", "updated_at"])
+            raw: Any = c.connection.dbapi_connection
+            with raw.cursor() as cur:
+                cur.execute("CREATE TEMP TABLE IF NOT EXISTS _state_in (ord bigserial, key varchar(255), "
+                            "sf_id varchar(18), hash bigint) ON COMMIT DELETE ROWS")
+                with cur.copy("COPY _state_in (key, sf_id, hash) FROM STDIN") as copy:
+                    for key, sf_id, h in rows:
+                        copy.write_row((key, sf_id, int(h)))
+                        n += 1
+                # One row per key: the last one given wins, as with a row-by-row upsert.
+                cur.execute(
+                    "INSERT INTO record_state (biller, sobject, key, sf_id, hash, run_id, updated_at) "
+                    "SELECT DISTINCT ON (key) %s, %s, key, sf_id, hash, %s, %s FROM _state_in "
+                    "ORDER BY key, ord DESC ON CONFLICT (biller, sobject, key) DO UPDATE SET sf_id = excluded.sf_id, "
+                    "hash = excluded.hash, run_id = excluded.run_id, updated_at = excluded.updated_at",
+                    (biller, sobject, run_id, now))
         return n
 
     def forget_states(self, biller: str, sobject: str | None = None) -> int:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sfsync.jobs.diff import diff, payload_hash
-from sfsync.state import RecordState
 
 
 def frame() -> pd.DataFrame:
@@ -40,9 +41,9 @@ def test_null_and_empty_string_are_the_same_payload() -> None:
 
 def test_diff_splits_new_changed_unchanged() -> None:
     f = frame()
-    keys = pd.Series(["k1", "k2", "k3"])
+    keys = pa.array(["k1", "k2", "k3"])
     h = payload_hash(f, ["A", "B"])
-    states = {"k1": RecordState("k1", "a0X1", int(h[0])), "k2": RecordState("k2", "a0X2", int(h[1]) + 1)}
+    states = (["k2", "k1", "other"], ["a0X2", "a0X1", "a0X9"], [int(h[1]) + 1, int(h[0]), 7])
     d = diff(keys, h, states)
     assert list(d.unchanged) == [True, False, False]
     assert list(d.changed) == [False, True, False]
@@ -51,6 +52,16 @@ def test_diff_splits_new_changed_unchanged() -> None:
     assert d.known_ids.tolist()[:2] == ["a0X1", "a0X2"]
     full = diff(keys, h, states, full=True)
     assert list(full.send) == [True, True, True]
+    nothing = diff(keys, h, ([], [], []))
+    assert list(nothing.new) == [True, True, True] and nothing.known_ids.tolist() == [None, None, None]
+
+
+def test_diff_keeps_64_bit_hashes_exact() -> None:
+    # Two hashes one apart near 2**63 are equal as floats: the comparison must stay integer.
+    keys = pa.array(["a", "b"])
+    big = np.array([2**63 - 1, -(2**63)], dtype=np.int64)
+    d = diff(keys, big, (["a", "b"], [None, None], [2**63 - 2, -(2**63)]))
+    assert list(d.changed) == [True, False] and list(d.unchanged) == [False, True]
 
 
 @given(st.lists(st.text(max_size=20), min_size=1, max_size=50))

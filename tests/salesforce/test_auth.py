@@ -127,12 +127,10 @@ def test_ca_bundle_becomes_session_verify(rsps, settings, tmp_path: Path):
     assert client.transport.session.verify == str(tmp_path / "ca.pem")
 
 
-def test_configured_ca_wins_over_the_environment_and_env_is_restored(monkeypatch, tmp_path):
-    import os
-
+def test_configured_ca_wins_over_the_environment(monkeypatch, tmp_path):
     import requests
 
-    from sfsync.salesforce.tls import CaBundleAdapter, module_requests_trust, trust
+    from sfsync.salesforce.tls import CaBundleAdapter, trust
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     ca = tmp_path / "ca.pem"
@@ -141,7 +139,35 @@ def test_configured_ca_wins_over_the_environment_and_env_is_restored(monkeypatch
     trust(session, str(ca))
     adapter = session.get_adapter("https://org.example.com/")
     assert isinstance(adapter, CaBundleAdapter) and adapter.ca_bundle == str(ca)
-    with module_requests_trust(str(ca)):
-        bundle = os.environ["REQUESTS_CA_BUNDLE"]
-        assert bundle != str(ca) and open(bundle).read().endswith(ca.read_text())
-    assert os.environ["REQUESTS_CA_BUNDLE"] == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_salesforce_bulk_calls_go_through_the_thread_session_only_inside_using():
+    import threading
+
+    import requests
+    import responses
+    import salesforce_bulk.salesforce_bulk as module
+
+    from sfsync.salesforce.tls import bulk_requests, route_bulk1
+
+    route_bulk1()
+    assert module.requests is bulk_requests and bulk_requests.codes is requests.codes
+    seen: list[str] = []
+
+    class Recording(requests.Session):
+        def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+            seen.append(f"{method} {url}")
+            return super().request(method, url, *args, **kwargs)
+
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, "https://org.example.com/x", body="ok")
+        rsps.add(responses.POST, "https://org.example.com/y", body="ok")
+        with bulk_requests.using(Recording()):
+            assert module.requests.get("https://org.example.com/x").text == "ok"
+            other: list[str] = []
+            t = threading.Thread(target=lambda: other.append(module.requests.post("https://org.example.com/y").text))
+            t.start()
+            t.join()
+        assert module.requests.get("https://org.example.com/x").text == "ok"
+    # Only the call made inside ``using`` on this thread went through the session.
+    assert seen == ["GET https://org.example.com/x"] and other == ["ok"]

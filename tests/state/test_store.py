@@ -32,9 +32,16 @@ def test_run_lifecycle(db_url: str) -> None:
 def test_record_state_bulk_upsert_and_lookup(db_url: str) -> None:
     store = StateStore(db_url)
     rid = store.start_run("load", ["b"])
-    n = 12_000  # more than one chunk
+    n = 60_000  # more than one write chunk and several lookup chunks
+    assert not store.has_states("b", "Obj")
     store.put_states("b", "Obj", ((f"k{i}", None, i) for i in range(n)), rid)
-    assert store.count_states("b", "Obj") == n
+    assert store.count_states("b", "Obj") == n and store.has_states("b", "Obj")
+    assert not store.has_states("b", "Other") and not store.has_states("c", "Obj")
+    found, ids, hashes = store.state_columns("b", "Obj", [f"k{i}" for i in range(0, n, 2)] + ["nope"])
+    assert len(found) == n // 2 and dict(zip(found, hashes, strict=True))["k58000"] == 58_000
+    # The same key twice in one call: the last one given wins (as row by row).
+    store.put_states("b", "Obj", [("k3", "a01000000000003AAA", 30), ("k3", "a01000000000003AAA", 31)], rid)
+    assert store.get_states("b", "Obj", ["k3"])["k3"].hash == 31
     # An update changes hash and Id; other billers' keys do not collide.
     store.put_states("b", "Obj", [("k1", "a01000000000001AAA", -5)], rid)
     store.put_states("other", "Obj", [("k1", None, 99)], rid)
