@@ -22,6 +22,7 @@ with ``.<sObject>``, die like ``kill -9`` there.
 
 from __future__ import annotations
 
+import resource
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -96,16 +97,19 @@ class Loader:
             supported: lookups and diffs need the org's describe).
         options: the admin's options.
         progress: called with (sObject, rows done) as batches finish.
+        remember: the (sObject, field) pairs mappings look up: the Ids the run writes for them
+            are kept for those lookups (None: every single-key object's, e.g. in tests).
     """
 
     def __init__(self, run: RunContext, store: StateStore, client: SalesforceClient, options: LoadOptions,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, remember: set[tuple[str, str]] | None = None) -> None:
         self.run = run
         self.store = store
         self.client = client
         self.options = options
         self.progress = progress
         self.resolver = LookupResolver(client)
+        self.remember = remember
         self.rejected_keys: dict[str, set[str]] = defaultdict(set)
         self.planned: dict[str, Planned] = defaultdict(Planned)
         self.logger = log.get_logger("sfsync.load")
@@ -151,7 +155,8 @@ class Loader:
             self.run.count(compiled.sobject, seconds=round(time.monotonic() - started, 3), cpu_seconds=round(spent, 3))
             # Where this process's CPU went, by stage (what `make bench` and a slow run want to know).
             self.logger.info("mapping finished", biller=biller.name, sobject=compiled.sobject, cpu_seconds=round(spent, 3),
-                             cpu_by_stage={k: round(v, 3) for k, v in self._cpu.items()})
+                             cpu_by_stage={k: round(v, 3) for k, v in self._cpu.items()},
+                             peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
     def _timed_read(self, batches: Iterator[Batch]) -> Iterator[Batch]:
         while True:
@@ -383,7 +388,8 @@ class Loader:
         retried = results["retried"].fillna(0).to_numpy(dtype=int)
         self.store.put_states(biller, sobject, zip(compress(keys, ok), compress(ids, ok), hashes[ok].tolist(), strict=True),
                               self.run.run_id)
-        if len(compiled.key_fields) == 1 and compiled.key_fields[0] in frame.columns:
+        if len(compiled.key_fields) == 1 and compiled.key_fields[0] in frame.columns and (
+                self.remember is None or (sobject, compiled.key_fields[0]) in self.remember):
             col = frame[compiled.key_fields[0]].tolist()
             self.resolver.remember(sobject, compiled.key_fields[0], zip(compress(col, ok), compress(ids, ok), strict=True))
         bad = np.flatnonzero(~ok)

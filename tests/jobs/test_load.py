@@ -121,6 +121,29 @@ def test_first_load_creates_everything_with_mapped_values_and_relationships(
     assert app.store.count_states("acme", BALANCE) == len(org.records(BALANCE))
 
 
+def test_first_load_probes_no_state_for_external_id_objects_and_times_each_object(
+        load: Loader, routed: Org, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    probed: list[str] = []
+    real = app.store.state_columns
+
+    def spy(biller: str, sobject: str, keys: Any) -> Any:
+        probed.append(sobject)
+        return real(biller, sobject, keys)
+
+    monkeypatch.setattr(app.store, "state_columns", spy)
+    report = load()
+
+    # Nothing was stored for these objects before: no per-row probe. Composite-key objects
+    # (balances) still look in the store (their match depends on it).
+    assert ITEM not in probed and STATEMENT not in probed and BALANCE in probed
+    counts = report.run.plain_counts()
+    assert all(counts[o]["cpu_seconds"] > 0 and counts[o]["seconds"] >= 0 for o in (ITEM, STATEMENT, BALANCE))
+
+    probed.clear()
+    load(reread=True)  # now there is state: the rerun compares every row
+    assert ITEM in probed and STATEMENT in probed
+
+
 def test_unchanged_rerun_sends_nothing_and_costs_few_calls(load: Loader, routed: Org) -> None:
     load()
     before = Counter(routed.counters)
