@@ -26,7 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check sfsync tests
+	$(BIN)/ruff check sfsync tests bench
 	$(BIN)/mypy sfsync
 
 clean:

@@ -80,7 +80,7 @@ def arrow_memory() -> None:
     try:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
         pa.jemalloc_set_decay_ms(int(os.environ.get("SFSYNC_ARROW_DECAY_MS", "0")))
-    except (NotImplementedError, pa.ArrowNotImplementedError):
+    except pa.ArrowException:
         pass  # a pyarrow build without jemalloc: keep its default pool
 
 

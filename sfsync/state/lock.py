@@ -26,6 +26,7 @@ from sfsync.state.store import StateStore, _aware, utcnow
 
 HEARTBEAT_SECONDS = 15.0
 STALE_AFTER = timedelta(minutes=2)
+DEAD_HOLDER_GRACE_SECONDS = 10.0  # how long the server may take to free a killed holder's session lock
 
 
 def lock_name(job: str, biller: str | None = None) -> str:
@@ -108,11 +109,19 @@ class RunLock:
 
     def _acquire_pg(self) -> None:
         conn = self.store.engine.connect()
-        got = conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (self._key(),)).scalar()
-        conn.commit()
-        if not got:
-            conn.close()
-            raise LockHeld(self._held_message(self._wait_for_holder_row()))
+        deadline = time.monotonic() + DEAD_HOLDER_GRACE_SECONDS
+        while True:
+            got = conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (self._key(),)).scalar()
+            conn.commit()
+            if got:
+                break
+            holder = self._wait_for_holder_row()
+            # A holder killed a moment ago still has its session lock until the server notices
+            # the dropped connection: wait for that, not for a live holder.
+            if holder is None or not self._is_stale(holder) or time.monotonic() > deadline:
+                conn.close()
+                raise LockHeld(self._held_message(holder))
+            time.sleep(0.1)
         self._pg_conn = conn
         # We hold the advisory lock, so any row left behind belongs to a dead holder.
         with self.store.engine.begin() as c:

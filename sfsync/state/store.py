@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -224,30 +225,35 @@ class StateStore:
         return {k: RecordState(k, i, h) for k, i, h in zip(found, ids, hashes, strict=True)}
 
     def state_columns(self, biller: str, sobject: str, keys: Sequence[str]) -> tuple[list[str], list[str | None], list[int]]:
-        """The stored (key, sf_id, hash) of the given keys as three lists; the bulk path of a load.
+        """The stored (key, sf_id, hash) of the given keys as three lists (in key order); the bulk path of a load.
 
-        Straight through the driver (no per-value bind processing): an indexed probe per key,
-        ``IN (...)`` in chunks on SQLite, ``= ANY(array)`` on PostgreSQL.
+        Straight through the driver's cursor: an indexed probe per key, ``IN (...)`` in chunks
+        on SQLite, ``= ANY(array)`` on PostgreSQL. Keys are probed in sorted order, so the
+        index is walked forwards instead of jumped about (billers with random ids).
         """
         found: list[str] = []
         ids: list[str | None] = []
         hashes: list[int] = []
+        ordered = sorted(keys)
         with self.engine.connect() as c:
-            for i in range(0, len(keys), LOOKUP_CHUNK):
-                chunk = list(keys[i:i + LOOKUP_CHUNK])
-                if self.dialect == "postgresql":
-                    sql = "SELECT key, sf_id, hash FROM record_state WHERE biller = %s AND sobject = %s AND key = ANY(%s)"
-                    params: tuple[Any, ...] = (biller, sobject, chunk)
-                else:
-                    sql = (f"SELECT key, sf_id, hash FROM record_state WHERE biller = ? AND sobject = ? "
-                           f"AND key IN ({','.join('?' * len(chunk))})")
-                    params = (biller, sobject, *chunk)
-                rows = c.exec_driver_sql(sql, params).fetchall()
-                if rows:
-                    k, sid, h = zip(*rows, strict=True)
-                    found.extend(k)
-                    ids.extend(sid)
-                    hashes.extend(h)
+            cur: Any = c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                for i in range(0, len(ordered), LOOKUP_CHUNK):
+                    chunk = ordered[i:i + LOOKUP_CHUNK]
+                    if self.dialect == "postgresql":
+                        cur.execute("SELECT key, sf_id, hash FROM record_state WHERE biller = %s AND sobject = %s "
+                                    "AND key = ANY(%s)", (biller, sobject, chunk))
+                    else:
+                        cur.execute(f"SELECT key, sf_id, hash FROM record_state WHERE biller = ? AND sobject = ? "
+                                    f"AND key IN ({','.join('?' * len(chunk))})", (biller, sobject, *chunk))
+                    rows = cur.fetchall()
+                    if rows:
+                        k, sid, h = zip(*rows, strict=True)
+                        found.extend(k)
+                        ids.extend(sid)
+                        hashes.extend(h)
+            finally:
+                cur.close()
         return found, ids, hashes
 
     def has_states(self, biller: str, sobject: str) -> bool:
@@ -270,7 +276,9 @@ class StateStore:
 
         The bulk path of every load (a row per record sent), so it goes straight to the driver:
         ``executemany`` of ``INSERT … ON CONFLICT DO UPDATE`` on SQLite, ``COPY`` into a
-        temporary table then one ``INSERT … SELECT … ON CONFLICT`` on PostgreSQL.
+        temporary table then one ``INSERT … SELECT … ON CONFLICT`` on PostgreSQL. Each chunk is
+        written in key order (a stable sort: of one key given twice the last still wins), which
+        halves the cost when a biller's ids come in random order.
         """
         now = utcnow()
         if self.dialect == "postgresql":
@@ -283,6 +291,7 @@ class StateStore:
         it = iter(rows)
         with self.engine.begin() as c:
             while chunk := list(islice(it, WRITE_CHUNK)):
+                chunk.sort(key=itemgetter(0))
                 c.exec_driver_sql(sql, [(biller, sobject, k, i, h, run_id, stamp) for k, i, h in chunk])
                 n += len(chunk)
         return n
