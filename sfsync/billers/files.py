@@ -91,7 +91,7 @@ class FileBillerSettings(KindSettings):
     format: Format | None = None
     entities: dict[str, EntityFiles] = Field(default_factory=dict)
     csv: CsvOptions = Field(default_factory=lambda: CsvOptions())
-    batch_size: int = Field(100_000, ge=1)
+    batch_size: int = Field(50_000, ge=1)
     chunk_bytes: int = Field(8 << 20, ge=4096)
     dedup: bool = True
     outbox: Path | None = None
