@@ -16,6 +16,7 @@ prints readable lines and one ``RESULT {json}`` line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,8 +154,28 @@ def line(label: str, r: dict[str, Any], items: int) -> str:
             f"peak RSS {r['rss_mb']:6.0f} MB  {rate}\n{'':26}sent {r.get('sent', 0):,}  calls {r['calls']}")
 
 
-def run(accounts: int, months: int, work: Path) -> dict[str, Any]:
-    """The four runs on one data set; returns the figures."""
+@contextlib.contextmanager
+def state_database(url: str | None, run_dir: Path) -> Iterator[str]:
+    """The state store's URL: SQLite in the run directory, or a fresh PostgreSQL database dropped after."""
+    if not url:
+        yield f"sqlite:///{run_dir / 'state.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    name = f"sfsync_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run(accounts: int, months: int, work: Path, database: str | None = None, plain_way: bool = True) -> dict[str, Any]:
+    """The runs on one data set (the plain way too unless told not to); returns the figures."""
     from sfsync.billers.sample import generate, mutate
 
     data = work / f"data-{accounts}x{months}"
@@ -166,17 +189,18 @@ def run(accounts: int, months: int, work: Path) -> dict[str, Any]:
     items = counts["line_items"]
     print(f"data: {accounts:,} accounts × {months} months: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
           + f" ({time.perf_counter() - t:.0f} s)", flush=True)
-    run_dir = work / f"run-{accounts}x{months}"
+    run_dir = work / f"run-{accounts}x{months}{'-pg' if database else ''}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     live = run_dir / "acme"  # a copy: mutate() must not change the cached data set
     shutil.copytree(data, live, ignore=shutil.ignore_patterns(".complete"))
-    out: dict[str, Any] = {"accounts": accounts, "months": months, "rows": counts, "line_items": items}
-    with Emulator(run_dir / "emulator") as emu:
+    out: dict[str, Any] = {"accounts": accounts, "months": months, "rows": counts, "line_items": items,
+                           "database": "postgresql" if database else "sqlite"}
+    with Emulator(run_dir / "emulator") as emu, state_database(database, run_dir) as db_url:
         config = run_dir / "sfsync.yaml"
         config.write_text(
             f"salesforce:\n  emulator: {emu.state_dir}\n  describe_cache_dir: {run_dir / 'describe'}\n"
-            f"database:\n  url: sqlite:///{run_dir / 'state.db'}\n"
+            f"database:\n  url: {db_url}\n"
             f"billers:\n  - name: acme\n    kind: files\n    path: {live}\n"
             f"    mappings: ['{ROOT / 'mappings/files'}/*.yaml']\n", encoding="utf-8")
         first = out["first"] = sfsync_load(config, emu)
@@ -188,6 +212,11 @@ def run(accounts: int, months: int, work: Path) -> dict[str, Any]:
         five["changed"] = changed
         print(line("5% of line items", five, 0) + f"\n{'':26}changed in the files {changed:,}; line items sent "
               f"{five['items_sent']:,}", flush=True)
+        if not plain_way:
+            out["emulator_cpu"] = 0.0
+            out["worker_items_per_cpu_s"] = items / (first["items_cpu"] or first["cpu"])
+            out["worker_run_records_per_cpu_s"] = first["sent"] / first["cpu"]
+            return out
         before = emu.counters()
         plain = measured([sys.executable, str(ROOT / "bench/plain_bulk2.py"), str(live), str(emu.connection_file)])
         plain["calls"] = calls_between(before, emu.counters())
@@ -218,12 +247,23 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=50_000)
     ap.add_argument("--months", type=int, default=7)
     ap.add_argument("--work", type=Path, default=ROOT / ".sfsync/bench")
+    ap.add_argument("--database", help="a PostgreSQL URL: keep the state there (a fresh database, dropped after)")
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain pandas + bulk2 comparison")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve(args.serve)
         return
-    result = run(args.accounts, args.months, args.work)
+    if args.database:
+        from sqlalchemy import create_engine
+
+        try:
+            with create_engine(args.database).connect():
+                pass
+        except Exception as exc:  # noqa: BLE001 - no PostgreSQL here: say so, measure the rest
+            print(f"load with the state on PostgreSQL skipped: {str(exc).splitlines()[0]}")
+            return
+    result = run(args.accounts, args.months, args.work, args.database, not args.no_plain)
     print("RESULT " + json.dumps({"bench": "load", **result}, default=str))
 
 

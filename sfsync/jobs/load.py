@@ -211,9 +211,10 @@ class Loader:
         with self._stage("hash"):
             hashes = payload_hash(mapped.rows, cols)
         keys = mapped.rows.column("_key")
-        with self._stage("diff"):
+        with self._stage("state"):
             # A first load of an external-ID object has nothing to compare with: no probe per row.
             stored = ([], [], []) if sobject in self._fresh else self.store.state_columns(name, sobject, keys.to_pylist())
+        with self._stage("diff"):
             d = diff(keys, hashes, stored, full=self.options.full)
         n_unchanged = int(d.unchanged.sum())
         self.run.count(sobject, unchanged=n_unchanged)
@@ -266,8 +267,7 @@ class Loader:
             raise
         for point in ("load.after_send", f"load.after_send.{sobject}"):  # kill -9 rehearsals (tests)
             crash_point(point)
-        with self._stage("record"):
-            self._record(biller, compiled, frame, keys, sources, hashes, results)
+        self._record(biller, compiled, frame, keys, sources, hashes, results)
 
     # -- writing -------------------------------------------------------------------------------
     def _write(self, compiled: CompiledMapping, operation: str, frame: pd.DataFrame,
@@ -384,12 +384,20 @@ class Loader:
     def _record(self, biller: str, compiled: CompiledMapping, frame: pd.DataFrame,
                 keys: list[str], sources: list[str], hashes: np.ndarray, results: pd.DataFrame) -> None:
         sobject = compiled.sobject
-        ok = results["success"].fillna(False).to_numpy(dtype=bool)
-        ids = results["id"].tolist()
+        with self._stage("record"):
+            ok = results["success"].fillna(False).to_numpy(dtype=bool)
+            ids = results["id"].tolist()
+        with self._stage("state"):
+            self.store.put_states(biller, sobject, zip(compress(keys, ok), compress(ids, ok), hashes[ok].tolist(),
+                                                       strict=True), self.run.run_id)
+        with self._stage("record"):
+            self._record_rest(biller, compiled, frame, keys, sources, results, ok, ids)
+
+    def _record_rest(self, biller: str, compiled: CompiledMapping, frame: pd.DataFrame, keys: list[str],
+                     sources: list[str], results: pd.DataFrame, ok: np.ndarray, ids: list[str | None]) -> None:
+        sobject = compiled.sobject
         created = results["created"].fillna(False).to_numpy(dtype=bool)
         retried = results["retried"].fillna(0).to_numpy(dtype=int)
-        self.store.put_states(biller, sobject, zip(compress(keys, ok), compress(ids, ok), hashes[ok].tolist(), strict=True),
-                              self.run.run_id)
         if len(compiled.key_fields) == 1 and compiled.key_fields[0] in frame.columns and (
                 self.remember is None or (sobject, compiled.key_fields[0]) in self.remember):
             col = frame[compiled.key_fields[0]].tolist()
