@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -164,14 +163,10 @@ def test_loopback_server_fetch_account_export_and_faults(sample_tmf: Path, store
         expected = sum(1 for p in sample_tmf.glob("appliedCustomerBillingRate_*.jsonl") for _ in open(p))
         assert total == expected
         assert sum(x.num_rows for x in b.read("appliedCustomerBillingRate")) == 0
-        b.fetch_account("BA-000002")  # warm the connection
-        t0 = time.perf_counter()
-        acct = b.fetch_account("BA-000002")
-        elapsed = time.perf_counter() - t0
+        acct = b.fetch_account("BA-000002")  # its speed is measured by bench/billers_fetch.py, not here
         assert acct["customerBill"].num_rows == 24 and acct["billingAccount"].num_rows == 1
         assert set(acct["appliedCustomerBillingRate"]["billingAccount"].combine_chunks().field("id").to_pylist()) \
             == {"BA-000002"}
-        assert elapsed < 2.0  # generous: the figure itself lives in bench/billers_fetch.py
         r1 = b.export("payments", [{"sf_id": "a0L1", "totalAmount": {"unit": "EUR", "value": 3}}])
         r2 = b.export("payments", [{"sf_id": "a0L1", "totalAmount": {"unit": "EUR", "value": 3}}])
         assert r1[0].ok and r2[0].ok and r1[0].reference == r2[0].reference
