@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+SEP = "\x1f"  # between a row's values (a unit separator: not in ordinary text)
+
 
 def payload_hash(data: pa.Table | pd.DataFrame, columns: list[str]) -> np.ndarray:
     """One signed 64-bit hash per row of ``data[columns]`` (column order does not matter; names do).
@@ -26,6 +28,8 @@ def payload_hash(data: pa.Table | pd.DataFrame, columns: list[str]) -> np.ndarra
     if not len(data):
         return np.zeros(0, dtype=np.int64)
     cols = sorted(columns)
+    if not cols:  # nothing but bookkeeping columns: every row is the same payload
+        return np.full(len(data), xxhash.xxh3_64_intdigest(b""), dtype=np.uint64).view(np.int64)
     table = data if isinstance(data, pa.Table) else _arrow_strings(data, cols)
     parts = [pc.fill_null(_text(table.column(c)), "") for c in cols]
     joined = pc.binary_join_element_wise(*parts, SEP) if len(parts) > 1 else parts[0]
@@ -33,9 +37,6 @@ def payload_hash(data: pa.Table | pd.DataFrame, columns: list[str]) -> np.ndarra
     h = xxhash.xxh3_64_intdigest
     out = np.fromiter((h(v, seed) for v in joined.cast(pa.binary()).to_pylist()), dtype=np.uint64, count=len(joined))
     return out.view(np.int64)
-
-
-SEP = "\x1f"
 
 
 def _text(col: pa.ChunkedArray) -> pa.ChunkedArray:
