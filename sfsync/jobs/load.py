@@ -158,7 +158,7 @@ class Loader:
             # Where this process's CPU went, by stage (what `make bench` and a slow run want to know).
             self.logger.info("mapping finished", biller=biller.name, sobject=compiled.sobject, cpu_seconds=round(spent, 3),
                              cpu_by_stage={k: round(v, 3) for k, v in self._cpu.items()},
-                             peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+                             peak_rss_mb=_peak_rss_mb())
 
     def _timed_read(self, batches: Iterator[Batch]) -> Iterator[Batch]:
         while True:
@@ -510,6 +510,15 @@ class Loader:
     def _progress(self, sobject: str, n: int) -> None:
         if self.progress:
             self.progress(sobject, n)
+
+
+def _peak_rss_mb() -> int:
+    """This process's peak resident size (VmHWM; ``ru_maxrss`` would report a parent's before exec)."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(x.split()[1]) // 1024 for x in fh if x.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def _malloc_trim() -> Callable[[int], object] | None:
