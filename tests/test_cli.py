@@ -13,6 +13,7 @@ import pytest
 from sfsync import log
 from sfsync.cli import main
 from sfsync.config import load_settings
+from sfsync.state.migrate import head
 from sfsync.state import Reject, StateStore
 
 
@@ -39,9 +40,9 @@ def test_unknown_command_exits_2() -> None:
 
 def test_db_upgrade_then_runs_show(cfg: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(cfg), "db", "upgrade"]) == 0
-    assert "-> 0001" in capsys.readouterr().out
+    assert f"-> {head()}" in capsys.readouterr().out
     assert main(["--config", str(cfg), "db", "upgrade"]) == 0
-    assert "already at 0001" in capsys.readouterr().out
+    assert f"already at {head()}" in capsys.readouterr().out
     store = StateStore(f"sqlite:///{tmp_path}/s.db")
     rid = store.start_run("load", ["acme"])
     store.add_rejects([Reject(rid, "acme", "Obj", "k", "f.csv:2", "map", "X", "bad")])

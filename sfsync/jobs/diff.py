@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from sfsync.state.segments import Probe
+
 SEP = "\x1f"  # between a row's values (a unit separator: not in ordinary text)
 
 
@@ -55,9 +57,6 @@ def _arrow_strings(frame: pd.DataFrame, cols: list[str]) -> pa.Table:
     return pa.table({c: pa.array(values[c].to_numpy(dtype=object, na_value=None), pa.string()) for c in cols})
 
 
-Stored = tuple[list[str], list[str | None], list[int]]
-
-
 @dataclass
 class Diff:
     """Which rows of a batch to send, and what the store knew of them."""
@@ -73,31 +72,18 @@ class Diff:
         return self.new | self.changed
 
 
-def diff(keys: pa.Array | pa.ChunkedArray, hashes: np.ndarray, stored: Stored, *, full: bool = False) -> Diff:
-    """Compare a batch's hashes with stored states.
+def diff(hashes: np.ndarray, stored: Probe, *, full: bool = False) -> Diff:
+    """Compare a batch's hashes with what the store holds for the same keys.
 
     Args:
-        keys: the match key of every row (strings).
         hashes: :func:`payload_hash` of every row.
-        stored: the store's (keys, Salesforce Ids, hashes) for (some of) those keys, as
-            :meth:`StateStore.state_columns` returns them.
+        stored: :meth:`StateStore.probe_states` of the batch's keys (aligned with ``hashes``).
         full: resend everything (unchanged rows count as changed).
     """
-    found, ids, stored_hashes = stored
-    n = len(keys)
-    if found:
-        # Arrow's hash join: no Python object per row. Hashes stay int64 (never via float).
-        pos = pc.index_in(keys, value_set=pa.array(found, pa.string())).fill_null(-1).to_numpy(zero_copy_only=False)
-        present = pos >= 0
-        at = np.where(present, pos, 0)
-        stored_hash = np.where(present, np.asarray(stored_hashes, dtype=np.int64)[at], 0)
-        known = np.asarray(ids, dtype=object)[at]
-        known[~present] = None
-    else:
-        present = np.zeros(n, dtype=bool)
-        stored_hash = np.zeros(n, dtype=np.int64)
-        known = np.full(n, None, dtype=object)
-    same = present & (stored_hash == hashes)
+    n = len(hashes)
+    present = stored.present
+    same = present & (stored.hash == hashes)
+    known = stored.sf_ids if stored.sf_ids is not None else np.full(n, None, dtype=object)
     known_ids = pd.Series(known, dtype=object)
     if full:
         return Diff(~present, present, np.zeros(n, dtype=bool), known_ids)

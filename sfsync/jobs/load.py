@@ -46,6 +46,7 @@ from sfsync.jobs.match import CompositeMatcher
 from sfsync.jobs.resolve import LookupResolver
 from sfsync.jobs.runner import RunContext
 from sfsync.state import Reject
+from sfsync.state.segments import Probe
 
 if TYPE_CHECKING:
     from sfsync.billers import Batch, Biller
@@ -213,9 +214,11 @@ class Loader:
         keys = mapped.rows.column("_key")
         with self._stage("state"):
             # A first load of an external-ID object has nothing to compare with: no probe per row.
-            stored = ([], [], []) if sobject in self._fresh else self.store.state_columns(name, sobject, keys.to_pylist())
+            # Ids are needed only where records are matched by Id (no external ID).
+            stored = (Probe.empty(len(keys)) if sobject in self._fresh
+                      else self.store.probe_states(name, sobject, keys, with_ids=not compiled.external_id))
         with self._stage("diff"):
-            d = diff(keys, hashes, stored, full=self.options.full)
+            d = diff(hashes, stored, full=self.options.full)
         n_unchanged = int(d.unchanged.sum())
         self.run.count(sobject, unchanged=n_unchanged)
         if self.options.dry_run:
@@ -388,8 +391,8 @@ class Loader:
             ok = results["success"].fillna(False).to_numpy(dtype=bool)
             ids = results["id"].tolist()
         with self._stage("state"):
-            self.store.put_states(biller, sobject, zip(compress(keys, ok), compress(ids, ok), hashes[ok].tolist(),
-                                                       strict=True), self.run.run_id)
+            self.store.put_state_arrays(biller, sobject, list(compress(keys, ok)), list(compress(ids, ok)), hashes[ok],
+                                        self.run.run_id)
         with self._stage("record"):
             self._record_rest(biller, compiled, frame, keys, sources, results, ok, ids)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    LargeBinary,
     BigInteger,
     Boolean,
     Column,
@@ -46,20 +47,23 @@ runs = Table(
 )
 Index("ix_runs_job_started", runs.c.job, runs.c.started_at)
 
-# (biller, sobject, key) -> what Salesforce holds for it and the hash of what was last sent.
-# Tens of millions of rows: the primary key is the lookup path, accessed in bulk.
-record_state = Table(
-    "record_state",
+# What sfsync last sent, per (biller, sObject): segments of states, each an Arrow IPC blob
+# sorted by key hash (see sfsync/state/segments.py). Ids only grow: a state's version is the id
+# of the segment it was first written in.
+state_segments = Table(
+    "state_segments",
     metadata,
-    Column("biller", String(40), primary_key=True),
-    Column("sobject", String(80), primary_key=True),
-    Column("key", String(255), primary_key=True),
-    Column("sf_id", String(18)),
-    Column("hash", BigInteger, nullable=False),
-    Column("run_id", Integer, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("biller", String(40), nullable=False),
+    Column("sobject", String(80), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("merged", Boolean, nullable=False, default=False),  # carries its own per-state versions
+    Column("run_id", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    sqlite_autoincrement=True,  # never reuse an id: ids are versions
 )
-Index("ix_record_state_sf_id", record_state.c.sf_id)
+Index("ix_state_segments_scope", state_segments.c.biller, state_segments.c.sobject, state_segments.c.id)
 
 cursors = Table(
     "cursors",

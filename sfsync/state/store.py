@@ -1,22 +1,23 @@
 """The state store: sfsync's memory between runs. The only module (with its siblings) that speaks SQL.
 
 One :class:`StateStore` per process. It upgrades an empty database by itself on first use.
-Record state, the bulk path of every load, goes straight to the driver; the rest through SQLAlchemy Core.
+Record state, the bulk path of every load, is kept as columnar segments (``segments.py``); the rest
+goes through SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import islice
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import (
     Engine,
     and_,
@@ -27,18 +28,19 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from sfsync.state import models as m
+from sfsync.state import segments
+from sfsync.state.segments import Probe, ScopeIndex
 
 CHUNK = 5_000  # rows per executemany / IN (...) — well under SQLite's variable limit
-# keys per state probe: SQLite allows 32,766 variables since 3.32 (999 before)
-LOOKUP_CHUNK = 20_000 if sqlite3.sqlite_version_info >= (3, 32) else 900
-WRITE_CHUNK = 50_000  # record states per driver executemany
+SMALL_SEGMENT_ROWS = 200_000  # segments below this size are merged ...
+COMPACT_AT = 32  # ... once a scope has more of them than this
+MERGED_ROWS = 500_000  # states per merged segment at most
 RUN_STATUSES = ("running", "succeeded", "rejected", "failed", "stopped")
 
 
@@ -162,6 +164,7 @@ class StateStore:
         self.url = url
         self.engine = _engine(url, echo)
         self.dialect = self.engine.dialect.name
+        self._indexes: dict[tuple[str, str], ScopeIndex] = {}
         if upgrade:
             from sfsync.state.migrate import upgrade as _upgrade
 
@@ -222,121 +225,162 @@ class StateStore:
             return [_run(r) for r in c.execute(q).mappings()]
 
     # -- record state -----------------------------------------------------------------------
+    # Segments (see segments.py): a write is one blob per batch; a probe searches the segments of
+    # one (biller, sObject) held in memory, folded in as they appear (this process's own writes
+    # included), rebuilt when another process compacted them.
+    def probe_states(self, biller: str, sobject: str, keys: pa.Array | pa.ChunkedArray | Sequence[str], *,
+                     with_ids: bool = False) -> Probe:
+        """What was last sent for each key (aligned with ``keys``); Salesforce Ids only ``with_ids``."""
+        return self._index(biller, sobject, with_ids).probe(keys)
+
     def get_states(self, biller: str, sobject: str, keys: Iterable[str]) -> dict[str, RecordState]:
         """The stored state of the given keys (absent keys are simply missing from the result)."""
-        found, ids, hashes = self.state_columns(biller, sobject, list(keys))
-        return {k: RecordState(k, i, h) for k, i, h in zip(found, ids, hashes, strict=True)}
-
-    def state_columns(self, biller: str, sobject: str, keys: Sequence[str]) -> tuple[list[str], list[str | None], list[int]]:
-        """The stored (key, sf_id, hash) of the given keys as three lists (in key order); the bulk path of a load.
-
-        Straight through the driver's cursor: an indexed probe per key, ``IN (...)`` in chunks
-        on SQLite, ``= ANY(array)`` on PostgreSQL. Keys are probed in sorted order, so the
-        index is walked forwards instead of jumped about (billers with random ids).
-        """
-        found: list[str] = []
-        ids: list[str | None] = []
-        hashes: list[int] = []
-        ordered = sorted(keys)
-        with self.engine.connect() as c:
-            cur: Any = c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                for i in range(0, len(ordered), LOOKUP_CHUNK):
-                    chunk = ordered[i:i + LOOKUP_CHUNK]
-                    if self.dialect == "postgresql":
-                        cur.execute("SELECT key, sf_id, hash FROM record_state WHERE biller = %s AND sobject = %s "
-                                    "AND key = ANY(%s)", (biller, sobject, chunk))
-                    else:
-                        cur.execute(f"SELECT key, sf_id, hash FROM record_state WHERE biller = ? AND sobject = ? "
-                                    f"AND key IN ({','.join('?' * len(chunk))})", (biller, sobject, *chunk))
-                    rows = cur.fetchall()
-                    if rows:
-                        k, sid, h = zip(*rows, strict=True)
-                        found.extend(k)
-                        ids.extend(sid)
-                        hashes.extend(h)
-            finally:
-                cur.close()
-        return found, ids, hashes
+        wanted = list(dict.fromkeys(keys))
+        p = self.probe_states(biller, sobject, wanted, with_ids=True)
+        ids = p.sf_ids if p.sf_ids is not None else [None] * len(wanted)
+        return {k: RecordState(k, i, int(h)) for k, i, h, hit in zip(wanted, ids, p.hash.tolist(), p.present, strict=True)
+                if hit}
 
     def has_states(self, biller: str, sobject: str) -> bool:
         """Whether anything was ever recorded for this (biller, sObject) (a cheap first-load test)."""
-        t = m.record_state
+        t = m.state_segments
         with self.engine.connect() as c:
-            return c.execute(select(t.c.key).where(t.c.biller == biller, t.c.sobject == sobject).limit(1)).first() is not None
+            return c.execute(select(t.c.id).where(t.c.biller == biller, t.c.sobject == sobject).limit(1)).first() is not None
 
     def iter_states(self, biller: str, sobject: str) -> Iterator[RecordState]:
-        """Every stored state of one (biller, sObject), streamed."""
-        t = m.record_state
-        q = select(t.c.key, t.c.sf_id, t.c.hash).where(t.c.biller == biller, t.c.sobject == sobject)
-        with self.engine.connect() as c:
-            for k, sf_id, h in c.execution_options(stream_results=True, yield_per=CHUNK).execute(q):
-                yield RecordState(k, sf_id, h)
+        """Every stored state of one (biller, sObject)."""
+        table = self._merged(biller, sobject)
+        for k, sf_id, h in zip(table.column("key").to_pylist(), table.column("sf_id").to_pylist(),
+                               table.column("hash").to_pylist(), strict=True):
+            yield RecordState(k, sf_id, h)
 
     def put_states(self, biller: str, sobject: str, rows: Iterable[tuple[str, str | None, int]],
                    run_id: int) -> int:
-        """Upsert (key, sf_id, hash) rows (hash a Python int) in one transaction; return how many were written.
+        """Record (key, sf_id, hash) rows as one segment; return how many were given.
 
-        The bulk path of every load (a row per record sent), so it goes straight to the driver:
-        ``executemany`` of ``INSERT … ON CONFLICT DO UPDATE`` on SQLite, ``COPY`` into a
-        temporary table then one ``INSERT … SELECT … ON CONFLICT`` on PostgreSQL. Each chunk is
-        written in key order (a stable sort: of one key given twice the last still wins), which
-        halves the cost when a biller's ids come in random order.
+        Of one key given twice the last wins, as it would row by row.
         """
-        now = utcnow()
-        if self.dialect == "postgresql":
-            return self._put_states_pg(biller, sobject, rows, run_id, now)
-        stamp = now.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")  # SQLAlchemy's SQLite format
-        sql = ("INSERT INTO record_state (biller, sobject, key, sf_id, hash, run_id, updated_at) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (biller, sobject, key) DO UPDATE SET "
-               "sf_id = excluded.sf_id, hash = excluded.hash, run_id = excluded.run_id, updated_at = excluded.updated_at")
-        n = 0
-        it = iter(rows)
-        with self.engine.begin() as c:
-            while chunk := list(islice(it, WRITE_CHUNK)):
-                chunk.sort(key=itemgetter(0))
-                c.exec_driver_sql(sql, [(biller, sobject, k, i, h, run_id, stamp) for k, i, h in chunk])
-                n += len(chunk)
-        return n
+        listed = list(rows)
+        if not listed:
+            return 0
+        keys, ids, hashes = zip(*listed, strict=True)
+        return self.put_state_arrays(biller, sobject, list(keys), list(ids), np.asarray(hashes, dtype=np.int64), run_id)
 
-    def _put_states_pg(self, biller: str, sobject: str, rows: Iterable[tuple[str, str | None, int]],
-                       run_id: int, now: datetime) -> int:
-        n = 0
-        with self.engine.begin() as c:
-            raw: Any = c.connection.dbapi_connection
-            with raw.cursor() as cur:
-                cur.execute("CREATE TEMP TABLE IF NOT EXISTS _state_in (ord bigserial, key varchar(255), "
-                            "sf_id varchar(18), hash bigint) ON COMMIT DELETE ROWS")
-                with cur.copy("COPY _state_in (key, sf_id, hash) FROM STDIN") as copy:
-                    for key, sf_id, h in rows:
-                        copy.write_row((key, sf_id, int(h)))
-                        n += 1
-                # One row per key: the last one given wins, as with a row-by-row upsert.
-                cur.execute(
-                    "INSERT INTO record_state (biller, sobject, key, sf_id, hash, run_id, updated_at) "
-                    "SELECT DISTINCT ON (key) %s, %s, key, sf_id, hash, %s, %s FROM _state_in "
-                    "ORDER BY key, ord DESC ON CONFLICT (biller, sobject, key) DO UPDATE SET sf_id = excluded.sf_id, "
-                    "hash = excluded.hash, run_id = excluded.run_id, updated_at = excluded.updated_at",
-                    (biller, sobject, run_id, now))
-        return n
+    def put_state_arrays(self, biller: str, sobject: str, keys: pa.Array | pa.ChunkedArray | Sequence[str],
+                         sf_ids: pa.Array | Sequence[str | None] | np.ndarray, hashes: np.ndarray, run_id: int) -> int:
+        """Record states given as columns (the bulk path of a load): one segment, one INSERT."""
+        if len(keys) == 0:
+            return 0
+        table = segments.build(keys, sf_ids, hashes)
+        self._append(biller, sobject, table, run_id)
+        return len(keys)
 
     def forget_states(self, biller: str, sobject: str | None = None) -> int:
-        """Drop record state (``--full`` resync or a purge); return rows removed."""
-        t = m.record_state
+        """Drop record state (``--full`` resync or a purge); return how many states were removed."""
+        t = m.state_segments
         cond = [t.c.biller == biller] + ([t.c.sobject == sobject] if sobject else [])
+        scopes = self._scopes(biller, sobject)
+        n = sum(self._merged(b, s).num_rows for b, s in scopes)
         with self.engine.begin() as c:
-            return c.execute(delete(t).where(and_(*cond))).rowcount or 0
+            c.execute(delete(t).where(and_(*cond)))
+        for scope in scopes:
+            self._indexes.pop(scope, None)
+        return n
 
     def count_states(self, biller: str | None = None, sobject: str | None = None) -> int:
         """How many record states are stored (for one biller / sObject when given)."""
-        t = m.record_state
-        q = select(func.count()).select_from(t)
+        return sum(self._merged(b, s).num_rows for b, s in self._scopes(biller, sobject))
+
+    def delete_keys(self, biller: str, sobject: str, keys: Sequence[str]) -> None:
+        """Forget specific record states (after a delete in Salesforce): tombstones, one segment."""
+        if keys:
+            self._append(biller, sobject, segments.build(list(keys), [None] * len(keys), [None] * len(keys)), None)
+
+    def compact_states(self, biller: str, sobject: str, *, small: int | None = None) -> int:
+        """Merge the scope's small segments into fewer (a load calls this by itself); return segments removed.
+
+        Segments under ``small`` rows are merged in groups of up to :data:`MERGED_ROWS` states.
+        Versions travel with the states, so which segments are merged does not matter.
+        """
+        small = SMALL_SEGMENT_ROWS if small is None else small
+        t = m.state_segments
+        with self.engine.connect() as c:
+            found = c.execute(select(t.c.id, t.c.rows).where(t.c.biller == biller, t.c.sobject == sobject,
+                                                             t.c.rows < small).order_by(t.c.id)).all()
+        groups: list[list[int]] = []
+        size = MERGED_ROWS
+        for seg_id, rows in found:
+            if size + rows > MERGED_ROWS:
+                groups.append([])
+                size = 0
+            groups[-1].append(seg_id)
+            size += rows
+        removed = 0
+        for group in groups:
+            if len(group) < 2:
+                continue
+            merged = segments.merge([self._decoded(i) for i in group])
+            with self.engine.begin() as c:
+                c.execute(insert(t).values(biller=biller, sobject=sobject, rows=merged.num_rows, merged=True,
+                                           run_id=None, created_at=utcnow(), data=segments.encode(merged)))
+                removed += c.execute(delete(t).where(t.c.id.in_(group))).rowcount or 0
+        self._indexes.pop((biller, sobject), None)
+        return removed
+
+    def _append(self, biller: str, sobject: str, table: pa.Table, run_id: int | None) -> None:
+        t = m.state_segments
+        with self.engine.begin() as c:
+            seg_id = int(c.execute(insert(t).values(biller=biller, sobject=sobject, rows=table.num_rows, merged=False,
+                                                    run_id=run_id, created_at=utcnow(), data=segments.encode(table))
+                                   ).inserted_primary_key[0])  # type: ignore[index]
+        idx = self._indexes.get((biller, sobject))
+        if idx is not None:
+            idx.add(table if idx.with_ids else table.select(["khash", "hash"]), seg_id)
+
+    def _segment_ids(self, biller: str, sobject: str) -> list[tuple[int, int]]:
+        t = m.state_segments
+        with self.engine.connect() as c:
+            return [(int(i), int(r)) for i, r in c.execute(
+                select(t.c.id, t.c.rows).where(t.c.biller == biller, t.c.sobject == sobject).order_by(t.c.id))]
+
+    def _decoded(self, seg_id: int, columns: Sequence[str] | None = None) -> pa.Table:
+        """One segment's states with their versions (only ``columns`` when given)."""
+        t = m.state_segments
+        with self.engine.connect() as c:
+            blob = c.execute(select(t.c.data).where(t.c.id == seg_id)).scalar_one()
+        return segments.decode(blob, seg_id, columns)
+
+    def _index(self, biller: str, sobject: str, with_ids: bool) -> ScopeIndex:
+        scope = (biller, sobject)
+        present = self._segment_ids(biller, sobject)
+        small = sum(1 for _, rows in present if rows < SMALL_SEGMENT_ROWS)
+        if small > COMPACT_AT:
+            self.compact_states(biller, sobject)
+            present = self._segment_ids(biller, sobject)
+        ids = {i for i, _ in present}
+        idx = self._indexes.get(scope)
+        if idx is None or (with_ids and not idx.with_ids) or not idx.segments <= ids:
+            idx = self._indexes[scope] = ScopeIndex(with_ids)
+        columns = None if idx.with_ids else ["khash", "hash", "ver"]
+        for seg_id, _ in present:
+            if seg_id not in idx.segments:
+                idx.add(self._decoded(seg_id, columns), seg_id)
+        return idx
+
+    def _merged(self, biller: str, sobject: str) -> pa.Table:
+        """Every live state of one scope, resolved (key, sf_id, hash)."""
+        tables = [self._decoded(i) for i, _ in self._segment_ids(biller, sobject)]
+        return segments.live(segments.merge(tables)).select(["key", "sf_id", "hash"])
+
+    def _scopes(self, biller: str | None, sobject: str | None) -> list[tuple[str, str]]:
+        t = m.state_segments
+        q = select(t.c.biller, t.c.sobject).distinct()
         if biller:
             q = q.where(t.c.biller == biller)
         if sobject:
             q = q.where(t.c.sobject == sobject)
         with self.engine.connect() as c:
-            return int(c.execute(q).scalar_one())
+            return [(b, s) for b, s in c.execute(q)]
 
     def _upsert(self, conn: Any, table: Any, rows: list[dict[str, Any]], keys: list[str],
                 cols: list[str]) -> int:
@@ -534,14 +578,14 @@ class StateStore:
     # -- ownership --------------------------------------------------------------------------
     def owners(self, sobject: str, sf_ids: Iterable[str]) -> dict[str, set[str]]:
         """Which billers loaded these Salesforce records: ``sf_id -> {biller, ...}`` (from record state)."""
-        t = m.record_state
-        ids = list(dict.fromkeys(sf_ids))
+        wanted = pa.array(list(dict.fromkeys(sf_ids)), pa.string())
         out: dict[str, set[str]] = {}
-        with self.engine.connect() as c:
-            for i in range(0, len(ids), CHUNK):
-                q = select(t.c.sf_id, t.c.biller).where(t.c.sf_id.in_(ids[i:i + CHUNK]), t.c.sobject == sobject)
-                for sf_id, biller in c.execute(q):
-                    out.setdefault(sf_id, set()).add(biller)
+        if not len(wanted):
+            return out
+        for biller, _ in self._scopes(None, sobject):
+            ids = self._merged(biller, sobject).column("sf_id")
+            for sf_id in ids.filter(pc.fill_null(pc.is_in(ids, wanted), False)).to_pylist():
+                out.setdefault(sf_id, set()).add(biller)
         return out
 
     # -- inbound events ---------------------------------------------------------------------
@@ -566,16 +610,10 @@ class StateStore:
     def table_counts(self) -> dict[str, int]:
         """Row counts per table (for ``sfsync db status``)."""
         with self.engine.connect() as c:
-            return {t.name: int(c.execute(select(func.count()).select_from(t)).scalar_one())
-                    for t in m.metadata.sorted_tables}
-
-    def delete_keys(self, biller: str, sobject: str, keys: Sequence[str]) -> None:
-        """Forget specific record states (after a delete in Salesforce)."""
-        t = m.record_state
-        with self.engine.begin() as c:
-            for i in range(0, len(keys), CHUNK):
-                c.execute(delete(t).where(t.c.biller == biller, t.c.sobject == sobject,
-                                          tuple_(t.c.key).in_([(k,) for k in keys[i:i + CHUNK]])))
+            counts = {t.name: int(c.execute(select(func.count()).select_from(t)).scalar_one())
+                      for t in m.metadata.sorted_tables}
+        counts["record_state"] = self.count_states()  # states, resolved across segments
+        return counts
 
 
 def _run(r: Any) -> Run:

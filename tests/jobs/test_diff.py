@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sfsync.jobs.diff import diff, payload_hash
+from sfsync.state.segments import Probe, ScopeIndex, build
+
+
+def probe(keys: list[str], states: tuple[list[str], list[str | None], list[int]]) -> Probe:
+    """What a store holding ``states`` (keys, Ids, hashes) answers for ``keys``."""
+    index = ScopeIndex(with_ids=True)
+    if states[0]:
+        index.add(build(*states[:2], np.asarray(states[2], dtype=np.int64)), 1)
+    return index.probe(keys)
 
 
 def frame() -> pd.DataFrame:
@@ -41,26 +49,25 @@ def test_null_and_empty_string_are_the_same_payload() -> None:
 
 def test_diff_splits_new_changed_unchanged() -> None:
     f = frame()
-    keys = pa.array(["k1", "k2", "k3"])
+    keys = ["k1", "k2", "k3"]
     h = payload_hash(f, ["A", "B"])
     states = (["k2", "k1", "other"], ["a0X2", "a0X1", "a0X9"], [int(h[1]) + 1, int(h[0]), 7])
-    d = diff(keys, h, states)
+    d = diff(h, probe(keys, states))
     assert list(d.unchanged) == [True, False, False]
     assert list(d.changed) == [False, True, False]
     assert list(d.new) == [False, False, True]
     assert list(d.send) == [False, True, True]
     assert d.known_ids.tolist()[:2] == ["a0X1", "a0X2"]
-    full = diff(keys, h, states, full=True)
+    full = diff(h, probe(keys, states), full=True)
     assert list(full.send) == [True, True, True]
-    nothing = diff(keys, h, ([], [], []))
+    nothing = diff(h, Probe.empty(3))
     assert list(nothing.new) == [True, True, True] and nothing.known_ids.tolist() == [None, None, None]
 
 
 def test_diff_keeps_64_bit_hashes_exact() -> None:
     # Two hashes one apart near 2**63 are equal as floats: the comparison must stay integer.
-    keys = pa.array(["a", "b"])
     big = np.array([2**63 - 1, -(2**63)], dtype=np.int64)
-    d = diff(keys, big, (["a", "b"], [None, None], [2**63 - 2, -(2**63)]))
+    d = diff(big, probe(["a", "b"], (["a", "b"], [None, None], [2**63 - 2, -(2**63)])))
     assert list(d.changed) == [True, False] and list(d.unchanged) == [False, True]
 
 

@@ -124,13 +124,13 @@ def test_first_load_creates_everything_with_mapped_values_and_relationships(
 def test_first_load_probes_no_state_for_external_id_objects_and_times_each_object(
         load: Loader, routed: Org, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     probed: list[str] = []
-    real = app.store.state_columns
+    real = app.store.probe_states
 
-    def spy(biller: str, sobject: str, keys: Any) -> Any:
+    def spy(biller: str, sobject: str, keys: Any, **kw: Any) -> Any:
         probed.append(sobject)
-        return real(biller, sobject, keys)
+        return real(biller, sobject, keys, **kw)
 
-    monkeypatch.setattr(app.store, "state_columns", spy)
+    monkeypatch.setattr(app.store, "probe_states", spy)
     report = load()
 
     # Nothing was stored for these objects before: no per-row probe. Composite-key objects

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sfsync.state import Reject, StateStore
+import numpy as np
+import pytest
+
+from sfsync.state import Reject, StateStore, segments
 from sfsync.state.migrate import current, head
 
 
@@ -32,13 +35,15 @@ def test_run_lifecycle(db_url: str) -> None:
 def test_record_state_bulk_upsert_and_lookup(db_url: str) -> None:
     store = StateStore(db_url)
     rid = store.start_run("load", ["b"])
-    n = 60_000  # more than one write chunk and several lookup chunks
+    n = 60_000
     assert not store.has_states("b", "Obj")
     store.put_states("b", "Obj", ((f"k{i}", None, i) for i in range(n)), rid)
     assert store.count_states("b", "Obj") == n and store.has_states("b", "Obj")
     assert not store.has_states("b", "Other") and not store.has_states("c", "Obj")
-    found, ids, hashes = store.state_columns("b", "Obj", [f"k{i}" for i in range(0, n, 2)] + ["nope"])
-    assert len(found) == n // 2 and dict(zip(found, hashes, strict=True))["k58000"] == 58_000
+    asked = [f"k{i}" for i in range(0, n, 2)] + ["nope"]
+    p = store.probe_states("b", "Obj", asked)
+    assert p.present.tolist() == [True] * (n // 2) + [False]
+    assert p.hash[asked.index("k58000")] == 58_000 and p.hash[-1] == 0 and p.sf_ids is None
     # The same key twice in one call: the last one given wins (as row by row).
     store.put_states("b", "Obj", [("k3", "a01000000000003AAA", 30), ("k3", "a01000000000003AAA", 31)], rid)
     assert store.get_states("b", "Obj", ["k3"])["k3"].hash == 31
@@ -54,6 +59,48 @@ def test_record_state_bulk_upsert_and_lookup(db_url: str) -> None:
     got = store.get_states("b", "Obj", ["big", "small"])
     assert got["big"].hash == 2**63 - 1 and got["small"].hash == -(2**63)
     assert store.forget_states("b", "Obj") == n + 2
+    assert not store.has_states("b", "Obj") and store.count_states("other") == 1
+
+
+def test_latest_write_wins_across_segments_processes_and_compaction(db_url: str) -> None:
+    a, b = StateStore(db_url), StateStore(db_url)  # two workers on one store
+    rid = a.start_run("load", ["b"])
+    keys = [f"LI-{i}" for i in range(1000)]
+    a.put_states("b", "Item", [(k, None, 1) for k in keys], rid)
+    assert a.probe_states("b", "Item", keys).hash.tolist() == [1] * 1000  # a's index now in memory
+    b.put_states("b", "Item", [(k, None, 2) for k in keys[:10]], rid)  # the other worker writes
+    a.put_states("b", "Item", [(k, None, 3) for k in keys[5:20]], rid)  # a writes after it
+    got = a.probe_states("b", "Item", keys[:25]).hash.tolist()
+    assert got == [2] * 5 + [3] * 15 + [1] * 5
+    for i in range(40):  # many small writes: the store merges them by itself
+        b.put_states("b", "Item", [(keys[100 + i], None, 100 + i)], rid)
+    b.delete_keys("b", "Item", [keys[0], keys[999]])
+    before = b.table_counts()["state_segments"]
+    assert before > 40
+    p = b.probe_states("b", "Item", keys)
+    assert b.table_counts()["state_segments"] < before, "small segments were not merged"
+    assert p.hash[100:140].tolist() == list(range(100, 140)) and p.hash[5:20].tolist() == [3] * 15
+    assert not p.present[0] and not p.present[999] and p.present[1:999].all()
+    # Worker a sees the merge (its folded-in segments are gone) and rebuilds its index.
+    assert (a.probe_states("b", "Item", keys).hash == p.hash).all()
+    assert a.count_states("b", "Item") == 998 and b.table_counts()["record_state"] == 998
+
+
+def test_two_keys_with_one_hash_never_share_an_id(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = segments.key_hashes
+
+    def colliding(keys: object) -> np.ndarray:
+        return real(keys) & np.uint64(0x3)  # four hash values for every key: collisions everywhere
+
+    monkeypatch.setattr(segments, "key_hashes", colliding)
+    store = StateStore(db_url)
+    rid = store.start_run("load", ["b"])
+    store.put_states("b", "Bal", [("acct-1", "a0A000000000001AAA", 11)], rid)
+    store.put_states("b", "Bal", [(f"acct-{i}", f"a0A00000000000{i}AAA", i) for i in range(2, 9)], rid)
+    got = store.get_states("b", "Bal", [f"acct-{i}" for i in range(1, 12)])
+    # Each key gets its own state or none; never another key's Id.
+    for k, state in got.items():
+        assert state.sf_id and state.sf_id.endswith(f"{k.split('-')[1]}AAA"), (k, state)
 
 
 def test_cursors_and_file_manifest(db_url: str) -> None:

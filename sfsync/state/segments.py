@@ -1,0 +1,254 @@
+"""Record state as columnar segments: what sfsync last sent, per (biller, sObject), in sorted runs.
+
+A load records a state (key, Salesforce Id, payload hash) for every row it sends: a million
+rows a month for line items alone. A row per state in a SQL table costs 2–5 µs per row to
+write and 1.5–2.5 µs to probe (B-tree pages touched in random key order). Here a write is
+one *segment*: an Arrow IPC blob of the batch's states sorted by a 64-bit hash of the key,
+stored as one row of ``state_segments``. A probe searches the segments of one
+(biller, sObject) held in memory as sorted numpy arrays (:class:`ScopeIndex`): 16–20 bytes a
+state, a binary search per key.
+
+Every state carries a version, the id of the segment it was first written in (ids only grow),
+and the highest version of a key wins. That makes any set of segments mergeable in any order
+(compaction, and segments another process committed late) without losing which write came last.
+A deleted key is a *tombstone*: a state with a null hash.
+
+Key hashes are XXH3-64. Two keys with the same hash share one slot: for an object upserted by
+external ID the worst case is a row sent again (its payload hash will not match the other
+key's), never a row skipped; :class:`ScopeIndex` built ``with_ids`` compares the keys
+themselves, so an Id is never handed to the wrong key.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.feather as feather
+import xxhash
+
+#: The columns of a segment. ``ver`` is present only in merged segments (elsewhere: the segment id).
+SCHEMA = pa.schema([
+    ("khash", pa.uint64()),
+    ("hash", pa.int64()),  # null: the key was deleted (a tombstone)
+    ("key", pa.string()),
+    ("sf_id", pa.string()),
+])
+
+
+def key_hashes(keys: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
+    """XXH3-64 of each key's UTF-8 bytes, as uint64."""
+    arr = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(keys, pa.string())
+    h = xxhash.xxh3_64_intdigest
+    values = arr.cast(pa.binary()).to_pylist()
+    return np.fromiter((h(v) for v in values), dtype=np.uint64, count=len(values))
+
+
+def build(keys: pa.Array | pa.ChunkedArray | Sequence[str], sf_ids: pa.Array | Sequence[str | None] | np.ndarray,
+          hashes: np.ndarray | Sequence[int | None]) -> pa.Table:
+    """A segment's table: one state per distinct key (the last given wins), sorted by key hash.
+
+    ``hashes`` may hold None (a tombstone) when given as a sequence.
+    """
+    key_arr = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(keys, pa.string())
+    if isinstance(key_arr, pa.ChunkedArray):
+        key_arr = key_arr.combine_chunks()
+    key_arr = key_arr.cast(pa.string())
+    n = len(key_arr)
+    kh = key_hashes(key_arr)
+    # Stable sort by key hash, then keep the last of equal keys: the order given is the order written.
+    order = np.argsort(kh, kind="stable")
+    kh = kh[order]
+    last = np.ones(n, dtype=bool)
+    if n > 1:
+        last[:-1] = kh[1:] != kh[:-1]
+    take = order[last]
+    if isinstance(sf_ids, pa.Array):
+        id_arr = sf_ids.cast(pa.string())
+    else:
+        id_arr = pa.array(np.asarray(sf_ids, dtype=object) if not isinstance(sf_ids, np.ndarray) else sf_ids,
+                          pa.string(), from_pandas=True)
+    hash_arr = (pa.array(np.asarray(hashes, dtype=np.int64), pa.int64()) if isinstance(hashes, np.ndarray)
+                else pa.array(list(hashes), pa.int64()))
+    idx = pa.array(take)
+    return pa.table([pa.array(kh[last]), hash_arr.take(idx), key_arr.take(idx), id_arr.take(idx)], schema=SCHEMA)
+
+
+def encode(table: pa.Table) -> bytes:
+    """The segment's blob: an Arrow IPC file (Feather V2), LZ4-compressed, readable column by column."""
+    sink = io.BytesIO()
+    feather.write_feather(table, sink, compression="lz4")
+    return sink.getvalue()
+
+
+def decode(blob: bytes, segment_id: int, columns: Sequence[str] | None = None) -> pa.Table:
+    """A segment's table back from its blob, versioned (only ``columns`` when given)."""
+    source = pa.BufferReader(blob)
+    names = pa.ipc.open_file(source).schema.names
+    wanted = None if columns is None else [c for c in columns if c in names]
+    table = versioned(feather.read_table(pa.BufferReader(blob), columns=wanted, memory_map=False), segment_id)
+    return table.select(list(columns)) if columns is not None else table
+
+
+def versioned(table: pa.Table, segment_id: int) -> pa.Table:
+    """The table with a ``ver`` column (the segment id for states written fresh)."""
+    if "ver" in table.column_names:
+        return table
+    return table.append_column("ver", pa.array(np.full(table.num_rows, segment_id, dtype=np.int64)))
+
+
+def merge(tables: Sequence[pa.Table]) -> pa.Table:
+    """Versioned segment tables into one: per key hash the highest version, sorted by key hash.
+
+    Tombstones stay (a merge of some segments cannot know whether an older one holds the key).
+    """
+    if not tables:
+        return versioned(SCHEMA.empty_table(), 0)
+    table = pa.concat_tables(tables).combine_chunks()
+    kh = table.column("khash").to_numpy()
+    ver = table.column("ver").to_numpy()
+    order = np.lexsort((ver, kh))
+    kh_sorted = kh[order]
+    last = np.ones(len(order), dtype=bool)
+    if len(order) > 1:
+        last[:-1] = kh_sorted[1:] != kh_sorted[:-1]
+    return table.take(pa.array(order[last]))
+
+
+def live(table: pa.Table) -> pa.Table:
+    """The states of a merged table that are not tombstones."""
+    return table.filter(pc.is_valid(table.column("hash")))
+
+
+@dataclass
+class Run:
+    """One sorted run of states in memory: numpy key hashes, payload hashes and versions.
+
+    ``keys`` and ``ids`` are kept only by an index built ``with_ids`` (Arrow arrays).
+    """
+
+    khash: np.ndarray  # uint64, sorted, distinct
+    hash: np.ndarray  # int64
+    dead: np.ndarray | None  # bool: tombstones (None: none)
+    ver: np.ndarray  # int64
+    keys: pa.Array | None = None
+    ids: pa.Array | None = None
+
+    def __len__(self) -> int:
+        return len(self.khash)
+
+    @classmethod
+    def of(cls, table: pa.Table, with_ids: bool) -> Run:
+        """A run from a versioned, key-hash-sorted segment table."""
+        h = table.column("hash")
+        dead = None
+        if h.null_count:
+            dead = h.is_null().to_numpy(zero_copy_only=False)
+            h = pc.fill_null(h, 0)
+        return cls(
+            khash=table.column("khash").to_numpy(),
+            hash=h.to_numpy(),
+            dead=dead,
+            ver=table.column("ver").to_numpy(),
+            keys=table.column("key").combine_chunks() if with_ids else None,
+            ids=table.column("sf_id").combine_chunks() if with_ids else None,
+        )
+
+    def table(self) -> pa.Table:
+        """Back to a versioned table (``key``/``sf_id`` only when kept)."""
+        h = pa.array(self.hash, pa.int64(), mask=self.dead)
+        cols = {"khash": pa.array(self.khash), "hash": h, "ver": pa.array(self.ver)}
+        if self.keys is not None and self.ids is not None:
+            cols["key"] = self.keys
+            cols["sf_id"] = self.ids
+        return pa.table(cols)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the store holds for each key of a batch, aligned with the batch."""
+
+    present: np.ndarray  # bool
+    hash: np.ndarray  # int64 (0 where absent)
+    sf_ids: np.ndarray | None  # object: the Salesforce Id (None where absent); only when asked for
+
+    @classmethod
+    def empty(cls, n: int, with_ids: bool = False) -> Probe:
+        """Nothing stored for any of ``n`` keys."""
+        return cls(np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64),
+                   np.full(n, None, dtype=object) if with_ids else None)
+
+
+class ScopeIndex:
+    """The states of one (biller, sObject) in memory, for probing batch after batch.
+
+    Runs are kept in a binary-counter shape (each at least twice the size of the next), so a
+    load that adds a run per batch merges O(log n) times and probes O(log n) runs.
+
+    Args:
+        with_ids: keep keys and Salesforce Ids too (objects matched by Id, single-key lookups).
+    """
+
+    def __init__(self, with_ids: bool) -> None:
+        self.with_ids = with_ids
+        self.runs: list[Run] = []
+        self.segments: set[int] = set()  # ids of the segments folded in
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.runs)
+
+    def add(self, table: pa.Table, segment_id: int) -> None:
+        """Fold in one segment (its table as decoded)."""
+        self.segments.add(segment_id)
+        if table.num_rows == 0:
+            return
+        self.runs.append(Run.of(versioned(table, segment_id), self.with_ids))
+        while len(self.runs) > 1 and 2 * len(self.runs[-1]) >= len(self.runs[-2]):
+            newer = self.runs.pop()
+            older = self.runs.pop()
+            self.runs.append(Run.of(merge([older.table(), newer.table()]), self.with_ids))
+
+    def probe(self, keys: pa.Array | pa.ChunkedArray | Sequence[str]) -> Probe:
+        """The latest state of each key (tombstones count as absent)."""
+        arr = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(keys, pa.string())
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        n = len(arr)
+        if not self.runs or n == 0:
+            return Probe.empty(n, self.with_ids)
+        kh = key_hashes(arr)
+        best_ver = np.full(n, -1, dtype=np.int64)
+        best_hash = np.zeros(n, dtype=np.int64)
+        best_dead = np.zeros(n, dtype=bool)
+        best_run = np.full(n, -1, dtype=np.int64)
+        best_pos = np.zeros(n, dtype=np.int64)
+        for r, run in enumerate(self.runs):
+            pos = np.searchsorted(run.khash, kh)
+            pos[pos == len(run)] = 0
+            hit = run.khash[pos] == kh
+            if self.with_ids and run.keys is not None and hit.any():
+                # Compare the keys themselves: two keys with one hash must not share an Id.
+                where = np.flatnonzero(hit)
+                same = pc.equal(run.keys.take(pa.array(pos[where])), arr.take(pa.array(where)))
+                hit[where] = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+            ver = run.ver[pos]
+            win = hit & (ver > best_ver)
+            best_ver[win] = ver[win]
+            best_hash[win] = run.hash[pos[win]]
+            best_dead[win] = run.dead[pos[win]] if run.dead is not None else False
+            best_run[win] = r
+            best_pos[win] = pos[win]
+        present = (best_ver >= 0) & ~best_dead
+        best_hash[~present] = 0
+        ids = None
+        if self.with_ids:
+            ids = np.full(n, None, dtype=object)
+            for r, run in enumerate(self.runs):
+                at = np.flatnonzero(present & (best_run == r))
+                if len(at) and run.ids is not None:
+                    ids[at] = run.ids.take(pa.array(best_pos[at])).to_numpy(zero_copy_only=False)
+        return Probe(present, best_hash, ids)
