@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_M1 = np.uint64(0x9E3779B97F4A7C15)
-_M2 = np.uint64(0xBF58476D1CE4E5B9)
+from sfsync.hashing import combine, hash_strings
+
 _NUMERIC = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 _INTEGER = r"^\s*[-+]?\d+\s*$"
 
@@ -29,34 +29,12 @@ def source_array(prefix: str, numbers: np.ndarray) -> pa.Array:
 def key_hash(columns: list[pa.Array | pa.ChunkedArray]) -> np.ndarray:
     """A 64-bit hash per row of the key column(s), for duplicate detection in bounded memory.
 
-    Keys are right-padded to a common width (a multiple of 8 bytes) and folded as uint64
-    words; nulls hash like empty strings.
+    Nulls hash like empty strings; a key's hash does not depend on the other rows of its batch.
     """
     h: np.ndarray | None = None
     for col in columns:
-        s = pc.fill_null(pc.cast(col, pa.string()), "")
-        if isinstance(s, pa.ChunkedArray):
-            s = s.combine_chunks()
-        n = len(s)
-        mm = pc.min_max(pc.binary_length(s)).as_py() if n else {"min": 0, "max": 0}
-        width = max(8, (int(mm["max"] or 0) + 7) // 8 * 8)
-        if mm["min"] == mm["max"] == width:
-            padded = s  # already rectangular (fixed-width ids): no copy
-        else:
-            padded = pc.utf8_rpad(s, width, "\x00")
-            padded = padded.combine_chunks() if isinstance(padded, pa.ChunkedArray) else padded
-            if pc.max(pc.binary_length(padded)).as_py() != width:  # multi-byte chars: pad bytes, not chars
-                padded = pa.array([v.encode("utf-8").ljust(width, b"\x00") for v in s.to_pylist()], pa.binary())
-        off = np.frombuffer(padded.buffers()[1], dtype=np.int32)[padded.offset]
-        words = np.frombuffer(padded.buffers()[2], dtype=np.uint8)[off:off + n * width].view(np.uint64)
-        words = words.reshape(n, width // 8)
-        acc = np.full(n, np.uint64(len(columns)), dtype=np.uint64) if h is None else h
-        with np.errstate(over="ignore"):
-            for j in range(words.shape[1]):
-                acc = (acc ^ words[:, j]) * _M1
-                acc ^= acc >> np.uint64(29)
-            acc = (acc ^ np.uint64(width)) * _M2
-        h = acc
+        ch = hash_strings(col)
+        h = ch if h is None else combine(h, ch)
     return h if h is not None else np.zeros(0, dtype=np.uint64)
 
 

@@ -13,7 +13,7 @@ and the highest version of a key wins. That makes any set of segments mergeable 
 (compaction, and segments another process committed late) without losing which write came last.
 A deleted key is a *tombstone*: a state with a null hash.
 
-Key hashes are XXH3-64. Two keys with the same hash share one slot: for an object upserted by
+Key hashes are :func:`sfsync.hashing.hash_strings`. Two keys with the same hash share one slot: for an object upserted by
 external ID the worst case is a row sent again (its payload hash will not match the other
 key's), never a row skipped; :class:`ScopeIndex` built ``with_ids`` compares the keys
 themselves, so an Id is never handed to the wrong key.
@@ -29,7 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as feather
-import xxhash
+
+from sfsync.hashing import hash_strings
 
 #: The columns of a segment. ``ver`` is present only in merged segments (elsewhere: the segment id).
 SCHEMA = pa.schema([
@@ -41,11 +42,9 @@ SCHEMA = pa.schema([
 
 
 def key_hashes(keys: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
-    """XXH3-64 of each key's UTF-8 bytes, as uint64."""
+    """The 64-bit hash of each key (uint64), by which segments are sorted and searched."""
     arr = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(keys, pa.string())
-    h = xxhash.xxh3_64_intdigest
-    values = arr.cast(pa.binary()).to_pylist()
-    return np.fromiter((h(v) for v in values), dtype=np.uint64, count=len(values))
+    return hash_strings(arr)
 
 
 def build(keys: pa.Array | pa.ChunkedArray | Sequence[str], sf_ids: pa.Array | Sequence[str | None] | np.ndarray,
