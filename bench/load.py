@@ -125,6 +125,17 @@ def stages(stderr: str, sobject: str) -> dict[str, float]:
     return {}
 
 
+def peaks(stderr: str) -> dict[str, int]:
+    """The worker's peak RSS (MB) as each object finished (from its "mapping finished" log events)."""
+    out: dict[str, int] = {}
+    for text in stderr.splitlines():
+        if '"mapping finished"' in text:
+            with contextlib.suppress(ValueError):
+                event = json.loads(text)
+                out[str(event.get("sobject"))] = int(event.get("peak_rss_mb", 0))
+    return out
+
+
 def calls_between(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     keys = ("api_requests", "oauth", "rest", "queries", "bulk1", "bulk2", "bulk_batches", "records_ingested",
             "dml_rows", "http_503")
@@ -137,7 +148,9 @@ def sfsync_load(config: Path, emu: Emulator) -> dict[str, Any]:
                   "load", "--json"])
     r["calls"] = calls_between(before, emu.counters())
     stdout = r.pop("stdout")
-    r["items_stages"] = stages(r.pop("stderr"), ITEM)
+    stderr = r.pop("stderr")
+    r["items_stages"] = stages(stderr, ITEM)
+    r["peaks"] = peaks(stderr)
     report = json.loads(stdout[stdout.index("{"):]) if "{" in stdout else {}
     r["status"] = report.get("status")
     r["counts"] = report.get("counts", {})

@@ -100,6 +100,28 @@ def versioned(table: pa.Table, segment_id: int) -> pa.Table:
     return table.append_column("ver", pa.array(np.full(table.num_rows, segment_id, dtype=np.int64)))
 
 
+def latest(kh: np.ndarray, ver: np.ndarray) -> np.ndarray:
+    """Indices of the winning state per key hash (the highest version), in key-hash order."""
+    order = np.argsort(kh, kind="stable")
+    if len(order) < 2:
+        return order
+    ks = kh[order]
+    same_next = ks[1:] == ks[:-1]
+    if not same_next.any():
+        return order
+    # Groups of equal key hashes are contiguous once sorted: order each group by version, keep its last.
+    grouped = np.zeros(len(ks), dtype=bool)
+    grouped[1:] |= same_next
+    grouped[:-1] |= same_next
+    at = np.flatnonzero(grouped)
+    at = at[np.lexsort((ver[order[at]], ks[at]))]
+    last = np.ones(len(at), dtype=bool)
+    last[:-1] = ks[at[1:]] != ks[at[:-1]]
+    keep = ~grouped
+    keep[at[last]] = True
+    return order[keep]
+
+
 def merge(tables: Sequence[pa.Table]) -> pa.Table:
     """Versioned segment tables into one: per key hash the highest version, sorted by key hash.
 
@@ -108,14 +130,7 @@ def merge(tables: Sequence[pa.Table]) -> pa.Table:
     if not tables:
         return versioned(SCHEMA.empty_table(), 0)
     table = pa.concat_tables(tables).combine_chunks()
-    kh = table.column("khash").to_numpy()
-    ver = table.column("ver").to_numpy()
-    order = np.lexsort((ver, kh))
-    kh_sorted = kh[order]
-    last = np.ones(len(order), dtype=bool)
-    if len(order) > 1:
-        last[:-1] = kh_sorted[1:] != kh_sorted[:-1]
-    return table.take(pa.array(order[last]))
+    return table.take(pa.array(latest(table.column("khash").to_numpy(), table.column("ver").to_numpy())))
 
 
 def live(table: pa.Table) -> pa.Table:
@@ -202,10 +217,15 @@ class ScopeIndex:
 
     def add(self, table: pa.Table, segment_id: int) -> None:
         """Fold in one segment (its table as decoded)."""
-        self.segments.add(segment_id)
-        if table.num_rows == 0:
+        self.load([(table, segment_id)])
+
+    def load(self, tables: Sequence[tuple[pa.Table, int]]) -> None:
+        """Fold in segments (tables as decoded, with their ids): one merge for them all."""
+        self.segments.update(seg_id for _, seg_id in tables)
+        found = [versioned(t, seg_id) for t, seg_id in tables if t.num_rows]
+        if not found:
             return
-        self.runs.append(Run.of(versioned(table, segment_id), self.with_ids))
+        self.runs.append(Run.of(merge(found) if len(found) > 1 else found[0], self.with_ids))
         while len(self.runs) > 1 and 2 * len(self.runs[-1]) >= len(self.runs[-2]):
             newer = self.runs.pop()
             older = self.runs.pop()

@@ -362,9 +362,7 @@ class StateStore:
         if idx is None or (with_ids and not idx.with_ids) or not idx.segments <= ids:
             idx = self._indexes[scope] = ScopeIndex(with_ids)
         columns = None if idx.with_ids else ["khash", "hash", "ver"]
-        for seg_id, _ in present:
-            if seg_id not in idx.segments:
-                idx.add(self._decoded(seg_id, columns), seg_id)
+        idx.load([(self._decoded(seg_id, columns), seg_id) for seg_id, _ in present if seg_id not in idx.segments])
         return idx
 
     def _merged(self, biller: str, sobject: str) -> pa.Table:

@@ -1,0 +1,46 @@
+"""Segments of record state: whatever the merges, a key's latest write is what a probe finds."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sfsync.state.segments import ScopeIndex, build, merge, versioned
+
+writes = st.lists(  # segments, each a list of (key, hash or None for a delete)
+    st.lists(st.tuples(st.sampled_from([f"k{i}" for i in range(12)]), st.one_of(st.none(), st.integers(-5, 5))),
+             min_size=1, max_size=8),
+    min_size=1, max_size=10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(writes, st.data())
+def test_probe_finds_the_latest_write_whatever_was_merged(segments: list[list[tuple[str, int | None]]],
+                                                          data: st.DataObject) -> None:
+    expected: dict[str, int | None] = {}
+    tables = []
+    for seg_id, seg in enumerate(segments, start=1):
+        keys = [k for k, _ in seg]
+        tables.append(versioned(build(keys, [f"id-{k}" for k in keys], [h for _, h in seg]), seg_id))
+        expected.update(dict(seg))
+    # Merge some of them (any subset, in any order), as compaction or another worker might.
+    picked = data.draw(st.lists(st.integers(0, len(tables) - 1), unique=True, max_size=len(tables)))
+    rest = [t for i, t in enumerate(tables) if i not in picked]
+    stored = ([merge([tables[i] for i in picked])] if picked else []) + rest
+    index = ScopeIndex(with_ids=data.draw(st.booleans()))
+    for n, table in enumerate(data.draw(st.permutations(stored))):
+        index.add(table, 1000 + n)
+    asked = [f"k{i}" for i in range(12)]
+    p = index.probe(asked)
+    for k, present, h in zip(asked, p.present.tolist(), p.hash.tolist(), strict=True):
+        want = expected.get(k)
+        assert present == (want is not None), k
+        assert h == (want if want is not None else 0), k
+    if p.sf_ids is not None:
+        assert [i for i in p.sf_ids if i is not None] == [f"id-{k}" for k in asked if expected.get(k) is not None]
+
+
+def test_one_write_of_a_key_twice_keeps_the_last() -> None:
+    table = build(["a", "b", "a"], ["1", "2", "3"], np.array([1, 2, 3], dtype=np.int64))
+    assert dict(zip(table.column("key").to_pylist(), table.column("hash").to_pylist(), strict=True)) == {"a": 3, "b": 2}
