@@ -60,7 +60,8 @@ state_segments = Table(
     Column("merged", Boolean, nullable=False, default=False),  # carries its own per-state versions
     Column("run_id", Integer),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("data", LargeBinary, nullable=False),
+    Column("hashes", LargeBinary, nullable=False),  # key hash, payload hash[, version]: Arrow IPC
+    Column("data", LargeBinary, nullable=False),  # key, Salesforce Id: Arrow IPC, LZ4
     sqlite_autoincrement=True,  # never reuse an id: ids are versions
 )
 Index("ix_state_segments_scope", state_segments.c.biller, state_segments.c.sobject, state_segments.c.id)

@@ -21,14 +21,12 @@ themselves, so an Id is never handed to the wrong key.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.feather as feather
 
 from sfsync.hashing import hash_strings
 
@@ -77,20 +75,38 @@ def build(keys: pa.Array | pa.ChunkedArray | Sequence[str], sf_ids: pa.Array | S
     return pa.table([pa.array(kh[last]), hash_arr.take(idx), key_arr.take(idx), id_arr.take(idx)], schema=SCHEMA)
 
 
-def encode(table: pa.Table) -> bytes:
-    """The segment's blob: an Arrow IPC file (Feather V2), LZ4-compressed, readable column by column."""
-    sink = io.BytesIO()
-    feather.write_feather(table, sink, compression="lz4")
-    return sink.getvalue()
+INDEX_COLUMNS = ["khash", "hash", "ver"]
+DATA_COLUMNS = ["key", "sf_id"]
 
 
-def decode(blob: bytes, segment_id: int, columns: Sequence[str] | None = None) -> pa.Table:
-    """A segment's table back from its blob, versioned (only ``columns`` when given)."""
-    source = pa.BufferReader(blob)
-    names = pa.ipc.open_file(source).schema.names
-    wanted = None if columns is None else [c for c in columns if c in names]
-    table = versioned(feather.read_table(pa.BufferReader(blob), columns=wanted, memory_map=False), segment_id)
-    return table.select(list(columns)) if columns is not None else table
+def encode(table: pa.Table) -> tuple[bytes, bytes]:
+    """A segment's two blobs: the index (key hash, payload hash[, version]) and the data (key, Id).
+
+    The index is an uncompressed Arrow IPC file (hashes do not compress): a probe maps it
+    without copying. The data is LZ4-compressed, read only when Ids or keys are wanted.
+    """
+    index = table.select([c for c in INDEX_COLUMNS if c in table.column_names])
+    return _ipc(index, None), _ipc(table.select(DATA_COLUMNS), "lz4")
+
+
+def _ipc(table: pa.Table, compression: str | None) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=compression)) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def decode(index: bytes, data: bytes | None, segment_id: int) -> pa.Table:
+    """A segment's table back from its blobs, versioned (``key``/``sf_id`` only when ``data`` is given).
+
+    The index columns are zero-copy views of ``index``.
+    """
+    table = pa.ipc.open_file(pa.py_buffer(index)).read_all()
+    if data is not None:
+        extra = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+        for name in DATA_COLUMNS:
+            table = table.append_column(name, extra.column(name))
+    return versioned(table, segment_id)
 
 
 def versioned(table: pa.Table, segment_id: int) -> pa.Table:
@@ -157,29 +173,40 @@ class Run:
 
     @classmethod
     def of(cls, table: pa.Table, with_ids: bool) -> Run:
-        """A run from a versioned, key-hash-sorted segment table."""
-        h = table.column("hash")
+        """A run from a versioned, key-hash-sorted segment table (numpy views of its buffers)."""
+        h = table.column("hash").combine_chunks()
         dead = None
         if h.null_count:
             dead = h.is_null().to_numpy(zero_copy_only=False)
             h = pc.fill_null(h, 0)
         return cls(
-            khash=table.column("khash").to_numpy(),
+            khash=table.column("khash").combine_chunks().to_numpy(),
             hash=h.to_numpy(),
             dead=dead,
-            ver=table.column("ver").to_numpy(),
+            ver=table.column("ver").combine_chunks().to_numpy(),
             keys=table.column("key").combine_chunks() if with_ids else None,
             ids=table.column("sf_id").combine_chunks() if with_ids else None,
         )
 
-    def table(self) -> pa.Table:
-        """Back to a versioned table (``key``/``sf_id`` only when kept)."""
-        h = pa.array(self.hash, pa.int64(), mask=self.dead)
-        cols = {"khash": pa.array(self.khash), "hash": h, "ver": pa.array(self.ver)}
-        if self.keys is not None and self.ids is not None:
-            cols["key"] = self.keys
-            cols["sf_id"] = self.ids
-        return pa.table(cols)
+    @classmethod
+    def merged(cls, runs: Sequence[Run]) -> Run:
+        """One run of the latest state per key hash of ``runs`` (column by column: ~2× the result at peak)."""
+        if len(runs) == 1:
+            return runs[0]
+        kh = np.concatenate([r.khash for r in runs])
+        ver = np.concatenate([r.ver for r in runs])
+        idx = latest(kh, ver)
+        kh, ver = kh[idx], ver[idx]
+        h = np.concatenate([r.hash for r in runs])[idx]
+        dead = None
+        if any(r.dead is not None for r in runs):
+            dead = np.concatenate([r.dead if r.dead is not None else np.zeros(len(r), bool) for r in runs])[idx]
+        keys = ids = None
+        if all(r.keys is not None and r.ids is not None for r in runs):
+            at = pa.array(idx)
+            keys = pa.concat_arrays([r.keys for r in runs]).take(at)  # type: ignore[misc]
+            ids = pa.concat_arrays([r.ids for r in runs]).take(at)  # type: ignore[misc]
+        return cls(kh, h, dead, ver, keys, ids)
 
 
 @dataclass(frozen=True)
@@ -222,14 +249,15 @@ class ScopeIndex:
     def load(self, tables: Sequence[tuple[pa.Table, int]]) -> None:
         """Fold in segments (tables as decoded, with their ids): one merge for them all."""
         self.segments.update(seg_id for _, seg_id in tables)
-        found = [versioned(t, seg_id) for t, seg_id in tables if t.num_rows]
+        found = [Run.of(versioned(t, seg_id), self.with_ids) for t, seg_id in tables if t.num_rows]
         if not found:
             return
-        self.runs.append(Run.of(merge(found) if len(found) > 1 else found[0], self.with_ids))
+        self.runs.append(Run.merged(found))
+        del found
         while len(self.runs) > 1 and 2 * len(self.runs[-1]) >= len(self.runs[-2]):
             newer = self.runs.pop()
             older = self.runs.pop()
-            self.runs.append(Run.of(merge([older.table(), newer.table()]), self.with_ids))
+            self.runs.append(Run.merged([older, newer]))
 
     def probe(self, keys: pa.Array | pa.ChunkedArray | Sequence[str]) -> Probe:
         """The latest state of each key (tombstones count as absent)."""
@@ -239,7 +267,10 @@ class ScopeIndex:
         n = len(arr)
         if not self.runs or n == 0:
             return Probe.empty(n, self.with_ids)
-        kh = key_hashes(arr)
+        # Search in key-hash order: each binary search starts near where the last one ended.
+        hashed = key_hashes(arr)
+        order = np.argsort(hashed)
+        kh = hashed[order]
         best_ver = np.full(n, -1, dtype=np.int64)
         best_hash = np.zeros(n, dtype=np.int64)
         best_dead = np.zeros(n, dtype=bool)
@@ -252,7 +283,7 @@ class ScopeIndex:
             if self.with_ids and run.keys is not None and hit.any():
                 # Compare the keys themselves: two keys with one hash must not share an Id.
                 where = np.flatnonzero(hit)
-                same = pc.equal(run.keys.take(pa.array(pos[where])), arr.take(pa.array(where)))
+                same = pc.equal(run.keys.take(pa.array(pos[where])), arr.take(pa.array(order[where])))
                 hit[where] = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
             ver = run.ver[pos]
             win = hit & (ver > best_ver)
@@ -261,13 +292,16 @@ class ScopeIndex:
             best_dead[win] = run.dead[pos[win]] if run.dead is not None else False
             best_run[win] = r
             best_pos[win] = pos[win]
-        present = (best_ver >= 0) & ~best_dead
-        best_hash[~present] = 0
+        found = (best_ver >= 0) & ~best_dead
+        present = np.empty(n, dtype=bool)
+        present[order] = found
+        stored = np.zeros(n, dtype=np.int64)
+        stored[order] = np.where(found, best_hash, 0)
         ids = None
         if self.with_ids:
             ids = np.full(n, None, dtype=object)
             for r, run in enumerate(self.runs):
-                at = np.flatnonzero(present & (best_run == r))
+                at = np.flatnonzero(found & (best_run == r))
                 if len(at) and run.ids is not None:
-                    ids[at] = run.ids.take(pa.array(best_pos[at])).to_numpy(zero_copy_only=False)
-        return Probe(present, best_hash, ids)
+                    ids[order[at]] = run.ids.take(pa.array(best_pos[at])).to_numpy(zero_copy_only=False)
+        return Probe(present, stored, ids)

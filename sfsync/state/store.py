@@ -320,18 +320,20 @@ class StateStore:
             if len(group) < 2:
                 continue
             merged = segments.merge([self._decoded(i) for i in group])
+            hashes, data = segments.encode(merged)
             with self.engine.begin() as c:
                 c.execute(insert(t).values(biller=biller, sobject=sobject, rows=merged.num_rows, merged=True,
-                                           run_id=None, created_at=utcnow(), data=segments.encode(merged)))
+                                           run_id=None, created_at=utcnow(), hashes=hashes, data=data))
                 removed += c.execute(delete(t).where(t.c.id.in_(group))).rowcount or 0
         self._indexes.pop((biller, sobject), None)
         return removed
 
     def _append(self, biller: str, sobject: str, table: pa.Table, run_id: int | None) -> None:
         t = m.state_segments
+        hashes, data = segments.encode(table)
         with self.engine.begin() as c:
             seg_id = int(c.execute(insert(t).values(biller=biller, sobject=sobject, rows=table.num_rows, merged=False,
-                                                    run_id=run_id, created_at=utcnow(), data=segments.encode(table))
+                                                    run_id=run_id, created_at=utcnow(), hashes=hashes, data=data)
                                    ).inserted_primary_key[0])  # type: ignore[index]
         idx = self._indexes.get((biller, sobject))
         if idx is not None:
@@ -343,12 +345,13 @@ class StateStore:
             return [(int(i), int(r)) for i, r in c.execute(
                 select(t.c.id, t.c.rows).where(t.c.biller == biller, t.c.sobject == sobject).order_by(t.c.id))]
 
-    def _decoded(self, seg_id: int, columns: Sequence[str] | None = None) -> pa.Table:
-        """One segment's states with their versions (only ``columns`` when given)."""
+    def _decoded(self, seg_id: int, with_data: bool = True) -> pa.Table:
+        """One segment's states with their versions (keys and Ids only ``with_data``)."""
         t = m.state_segments
+        cols = [t.c.hashes, t.c.data] if with_data else [t.c.hashes]
         with self.engine.connect() as c:
-            blob = c.execute(select(t.c.data).where(t.c.id == seg_id)).scalar_one()
-        return segments.decode(blob, seg_id, columns)
+            row = c.execute(select(*cols).where(t.c.id == seg_id)).one()
+        return segments.decode(row[0], row[1] if with_data else None, seg_id)
 
     def _index(self, biller: str, sobject: str, with_ids: bool) -> ScopeIndex:
         scope = (biller, sobject)
@@ -361,8 +364,7 @@ class StateStore:
         idx = self._indexes.get(scope)
         if idx is None or (with_ids and not idx.with_ids) or not idx.segments <= ids:
             idx = self._indexes[scope] = ScopeIndex(with_ids)
-        columns = None if idx.with_ids else ["khash", "hash", "ver"]
-        idx.load([(self._decoded(seg_id, columns), seg_id) for seg_id, _ in present if seg_id not in idx.segments])
+        idx.load([(self._decoded(seg_id, idx.with_ids), seg_id) for seg_id, _ in present if seg_id not in idx.segments])
         return idx
 
     def _merged(self, biller: str, sobject: str) -> pa.Table:

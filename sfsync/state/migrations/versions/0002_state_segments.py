@@ -29,6 +29,7 @@ def upgrade() -> None:
     sa.Column('merged', sa.Boolean(), nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('hashes', sa.LargeBinary(), nullable=False),
     sa.Column('data', sa.LargeBinary(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_state_segments')),
     sqlite_autoincrement=True,
@@ -46,7 +47,7 @@ def _move_rows() -> None:
 
     conn = op.get_bind()
     segs = sa.table('state_segments', sa.column('biller'), sa.column('sobject'), sa.column('rows'),
-                    sa.column('merged'), sa.column('run_id'), sa.column('created_at'), sa.column('data'))
+                    sa.column('merged'), sa.column('run_id'), sa.column('created_at'), sa.column('hashes'), sa.column('data'))
     scopes = conn.execute(sa.text("SELECT DISTINCT biller, sobject FROM record_state")).fetchall()
     for biller, sobject in scopes:
         rows = conn.execute(sa.text("SELECT key, sf_id, hash FROM record_state WHERE biller = :b AND sobject = :s "
@@ -54,8 +55,9 @@ def _move_rows() -> None:
         for i in range(0, len(rows), _CHUNK):
             part = rows[i:i + _CHUNK]
             table = segments.build([r[0] for r in part], [r[1] for r in part], [int(r[2]) for r in part])
+            hashes, data = segments.encode(table)
             conn.execute(sa.insert(segs).values(biller=biller, sobject=sobject, rows=table.num_rows, merged=False,
-                                                run_id=None, created_at=datetime.now(UTC), data=segments.encode(table)))
+                                                run_id=None, created_at=datetime.now(UTC), hashes=hashes, data=data))
 
 
 def downgrade() -> None:
