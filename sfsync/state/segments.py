@@ -101,12 +101,12 @@ def decode(index: bytes, data: bytes | None, segment_id: int) -> pa.Table:
 
     The index columns are zero-copy views of ``index``.
     """
-    table = pa.ipc.open_file(pa.py_buffer(index)).read_all()
+    table = versioned(pa.ipc.open_file(pa.py_buffer(index)).read_all(), segment_id).select(INDEX_COLUMNS)
     if data is not None:
         extra = pa.ipc.open_file(pa.py_buffer(data)).read_all()
         for name in DATA_COLUMNS:
             table = table.append_column(name, extra.column(name))
-    return versioned(table, segment_id)
+    return table
 
 
 def versioned(table: pa.Table, segment_id: int) -> pa.Table:

@@ -38,9 +38,9 @@ from sfsync.state import segments
 from sfsync.state.segments import Probe, ScopeIndex
 
 CHUNK = 5_000  # rows per executemany / IN (...) — well under SQLite's variable limit
-SMALL_SEGMENT_ROWS = 200_000  # segments below this size are merged ...
+SMALL_SEGMENT_ROWS = 100_000  # segments below this size are merged ...
 COMPACT_AT = 32  # ... once a scope has more of them than this
-MERGED_ROWS = 500_000  # states per merged segment at most
+MERGED_ROWS = 250_000  # states per merged segment at most (bounds a merge's memory)
 RUN_STATUSES = ("running", "succeeded", "rejected", "failed", "stopped")
 
 
@@ -296,11 +296,17 @@ class StateStore:
         if keys:
             self._append(biller, sobject, segments.build(list(keys), [None] * len(keys), [None] * len(keys)), None)
 
+    def tidy_states(self, biller: str, sobject: str) -> int:
+        """Merge the scope's small segments once there are many (after a load); return segments removed."""
+        small = sum(1 for _, rows in self._segment_ids(biller, sobject) if rows < SMALL_SEGMENT_ROWS)
+        return self.compact_states(biller, sobject) if small > COMPACT_AT else 0
+
     def compact_states(self, biller: str, sobject: str, *, small: int | None = None) -> int:
-        """Merge the scope's small segments into fewer (a load calls this by itself); return segments removed.
+        """Merge the scope's small segments into fewer; return segments removed.
 
         Segments under ``small`` rows are merged in groups of up to :data:`MERGED_ROWS` states.
-        Versions travel with the states, so which segments are merged does not matter.
+        Versions travel with the states, so which segments are merged does not matter, and an
+        index this process holds stays right: the merged segment stands for the ones it replaced.
         """
         small = SMALL_SEGMENT_ROWS if small is None else small
         t = m.state_segments
@@ -316,16 +322,22 @@ class StateStore:
             groups[-1].append(seg_id)
             size += rows
         removed = 0
+        idx = self._indexes.get((biller, sobject))
         for group in groups:
             if len(group) < 2:
                 continue
             merged = segments.merge([self._decoded(i) for i in group])
-            hashes, data = segments.encode(merged)
+            rows, (hashes, data) = merged.num_rows, segments.encode(merged)
+            del merged
             with self.engine.begin() as c:
-                c.execute(insert(t).values(biller=biller, sobject=sobject, rows=merged.num_rows, merged=True,
-                                           run_id=None, created_at=utcnow(), hashes=hashes, data=data))
-                removed += c.execute(delete(t).where(t.c.id.in_(group))).rowcount or 0
-        self._indexes.pop((biller, sobject), None)
+                new_id = int(c.execute(insert(t).values(biller=biller, sobject=sobject, rows=rows, merged=True,
+                                                        run_id=None, created_at=utcnow(), hashes=hashes, data=data)
+                                       ).inserted_primary_key[0])  # type: ignore[index]
+                gone = c.execute(delete(t).where(t.c.id.in_(group))).rowcount or 0
+            removed += gone
+            if idx is not None and gone == len(group) and set(group) <= idx.segments:
+                idx.segments.difference_update(group)
+                idx.segments.add(new_id)
         return removed
 
     def _append(self, biller: str, sobject: str, table: pa.Table, run_id: int | None) -> None:
@@ -356,12 +368,11 @@ class StateStore:
     def _index(self, biller: str, sobject: str, with_ids: bool) -> ScopeIndex:
         scope = (biller, sobject)
         present = self._segment_ids(biller, sobject)
-        small = sum(1 for _, rows in present if rows < SMALL_SEGMENT_ROWS)
-        if small > COMPACT_AT:
-            self.compact_states(biller, sobject)
+        idx = self._indexes.get(scope)
+        if idx is None and sum(1 for _, rows in present if rows < SMALL_SEGMENT_ROWS) > COMPACT_AT:
+            self.compact_states(biller, sobject)  # e.g. many refreshes since the last load
             present = self._segment_ids(biller, sobject)
         ids = {i for i, _ in present}
-        idx = self._indexes.get(scope)
         if idx is None or (with_ids and not idx.with_ids) or not idx.segments <= ids:
             idx = self._indexes[scope] = ScopeIndex(with_ids)
         idx.load([(self._decoded(seg_id, idx.with_ids), seg_id) for seg_id, _ in present if seg_id not in idx.segments])

@@ -84,6 +84,13 @@ def test_latest_write_wins_across_segments_processes_and_compaction(db_url: str)
     # Worker a sees the merge (its folded-in segments are gone) and rebuilds its index.
     assert (a.probe_states("b", "Item", keys).hash == p.hash).all()
     assert a.count_states("b", "Item") == 998 and b.table_counts()["record_state"] == 998
+    # A load tidies up after itself; the index it holds stays valid (no re-read of the merged segments).
+    for i in range(40):
+        a.put_states("b", "Item", [(keys[200 + i], None, -i)], rid)
+    held = a._indexes[("b", "Item")]
+    assert a.tidy_states("b", "Item") > 0 and a._indexes[("b", "Item")] is held
+    assert a.probe_states("b", "Item", keys[200:240]).hash.tolist() == [-i for i in range(40)]
+    assert a._indexes[("b", "Item")] is held and a.tidy_states("b", "Item") == 0
 
 
 def test_two_keys_with_one_hash_never_share_an_id(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
