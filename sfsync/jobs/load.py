@@ -22,8 +22,6 @@ with ``.<sObject>``, die like ``kill -9`` there.
 
 from __future__ import annotations
 
-import ctypes
-import resource
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -43,6 +41,7 @@ from sfsync.errors import BudgetExhausted, SfsyncError, TerminalError, Transient
 from sfsync.jobs.diff import diff, payload_hash
 from sfsync.jobs.export import crash_point
 from sfsync.jobs.match import CompositeMatcher
+from sfsync.jobs.memory import give_back_memory, peak_rss_mb
 from sfsync.jobs.resolve import LookupResolver
 from sfsync.jobs.runner import RunContext
 from sfsync.state import Reject
@@ -162,7 +161,7 @@ class Loader:
             # Where this process's CPU went, by stage (what `make bench` and a slow run want to know).
             self.logger.info("mapping finished", biller=biller.name, sobject=compiled.sobject, cpu_seconds=round(spent, 3),
                              cpu_by_stage={k: round(v, 3) for k, v in self._cpu.items()},
-                             peak_rss_mb=_peak_rss_mb())
+                             peak_rss_mb=peak_rss_mb())
 
     def _timed_read(self, batches: Iterator[Batch]) -> Iterator[Batch]:
         while True:
@@ -516,36 +515,6 @@ class Loader:
     def _progress(self, sobject: str, n: int) -> None:
         if self.progress:
             self.progress(sobject, n)
-
-
-def _peak_rss_mb() -> int:
-    """This process's peak resident size (VmHWM; ``ru_maxrss`` would report a parent's before exec)."""
-    try:
-        with open("/proc/self/status") as fh:
-            return next(int(x.split()[1]) // 1024 for x in fh if x.startswith("VmHWM"))
-    except (OSError, StopIteration):
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-
-
-def _malloc_trim() -> Callable[[int], object] | None:
-    try:
-        trim: Callable[[int], object] = ctypes.CDLL("libc.so.6").malloc_trim
-        return trim
-    except (OSError, AttributeError):
-        return None  # not glibc: nothing to do
-
-
-_TRIM = _malloc_trim()
-
-
-def give_back_memory() -> None:
-    """Return the heap a finished batch freed to the system (glibc keeps it otherwise).
-
-    Without it the process's resident size ratchets up batch after batch, object after object,
-    though the live data stays one batch's worth.
-    """
-    if _TRIM is not None:
-        _TRIM(0)
 
 
 def _job_failed(part: pd.DataFrame, exc: TerminalError) -> pd.DataFrame | None:

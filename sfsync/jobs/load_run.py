@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -11,11 +10,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from sfsync import log
 from sfsync.errors import MappingError
 from sfsync.jobs.load import Loader, LoadOptions, Planned, org_trim_date
+from sfsync.jobs.memory import tune_memory
 from sfsync.jobs.runner import RunContext, start_run
 from sfsync.jobs.setup import connect_salesforce, load_biller_mappings, make_biller, select_billers
 
@@ -66,27 +64,6 @@ def _progress(enabled: bool) -> Iterator[Any]:
         yield p
 
 
-def arrow_memory() -> None:
-    """Give Arrow's freed batches back to the system promptly (process-wide, once).
-
-    A load allocates and frees a batch's worth of Arrow buffers many times over; the default
-    allocator (mimalloc) keeps what it freed, so the peak RSS grew with the data. jemalloc with
-    a short decay returns it (``SFSYNC_ARROW_POOL=default`` keeps pyarrow's own choice).
-    """
-    global _ARROW_TUNED
-    if _ARROW_TUNED or os.environ.get("SFSYNC_ARROW_POOL", "jemalloc") != "jemalloc":
-        return
-    _ARROW_TUNED = True
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-        pa.jemalloc_set_decay_ms(int(os.environ.get("SFSYNC_ARROW_DECAY_MS", "0")))
-    except pa.ArrowException:
-        pass  # a pyarrow build without jemalloc: keep its default pool
-
-
-_ARROW_TUNED = False
-
-
 def run_load(app: App, billers: list[str] | None = None, options: LoadOptions | None = None, *,
              session: requests.Session | None = None, trigger: str | None = None,
              progress: bool | None = None) -> LoadReport:
@@ -98,7 +75,7 @@ def run_load(app: App, billers: list[str] | None = None, options: LoadOptions | 
     """
     options = options or LoadOptions()
     settings = app.settings
-    arrow_memory()
+    tune_memory()
     chosen = select_billers(settings, billers)
     store = app.store
     client = connect_salesforce(settings, session=session)

@@ -204,8 +204,8 @@ class Run:
         keys = ids = None
         if all(r.keys is not None and r.ids is not None for r in runs):
             at = pa.array(idx)
-            keys = pa.concat_arrays([r.keys for r in runs]).take(at)  # type: ignore[misc]
-            ids = pa.concat_arrays([r.ids for r in runs]).take(at)  # type: ignore[misc]
+            keys = pa.concat_arrays([r.keys for r in runs]).take(at)
+            ids = pa.concat_arrays([r.ids for r in runs]).take(at)
         return cls(kh, h, dead, ver, keys, ids)
 
 
