@@ -254,8 +254,8 @@ class Loader:
             deferred.append(mapped)
         with self._stage("frame"):
             frame = mapped.to_csv_frame()
-            keys = mapped.rows.column("_key").to_pylist()
-            sources = mapped.rows.column("_source").to_pylist()
+            keys = mapped.rows.column("_key").combine_chunks()
+            sources = mapped.rows.column("_source").combine_chunks()
         try:
             with self._stage("send"):
                 if compiled.external_id:
@@ -267,8 +267,8 @@ class Loader:
             partial = getattr(exc, "partial", None)
             if partial is not None and len(partial):
                 pos = frame.index.get_indexer(partial.index)
-                self._record(biller, compiled, frame.iloc[pos], [keys[i] for i in pos], [sources[i] for i in pos],
-                             hashes[pos], partial)
+                at = pa.array(pos)
+                self._record(biller, compiled, frame.iloc[pos], keys.take(at), sources.take(at), hashes[pos], partial)
             raise
         for point in ("load.after_send", f"load.after_send.{sobject}"):  # kill -9 rehearsals (tests)
             crash_point(point)
@@ -387,33 +387,34 @@ class Loader:
 
     # -- recording -----------------------------------------------------------------------------
     def _record(self, biller: str, compiled: CompiledMapping, frame: pd.DataFrame,
-                keys: list[str], sources: list[str], hashes: np.ndarray, results: pd.DataFrame) -> None:
+                keys: pa.Array, sources: pa.Array, hashes: np.ndarray, results: pd.DataFrame) -> None:
         sobject = compiled.sobject
         with self._stage("record"):
             ok = results["success"].fillna(False).to_numpy(dtype=bool)
-            ids = results["id"].tolist()
+            ids = results["id"].to_numpy(dtype=object)
         with self._stage("state"):
-            self.store.put_state_arrays(biller, sobject, list(compress(keys, ok)), list(compress(ids, ok)), hashes[ok],
-                                        self.run.run_id)
+            self.store.put_state_arrays(biller, sobject, keys.filter(pa.array(ok)), ids[ok], hashes[ok], self.run.run_id)
         with self._stage("record"):
             self._record_rest(biller, compiled, frame, keys, sources, results, ok, ids)
 
-    def _record_rest(self, biller: str, compiled: CompiledMapping, frame: pd.DataFrame, keys: list[str],
-                     sources: list[str], results: pd.DataFrame, ok: np.ndarray, ids: list[str | None]) -> None:
+    def _record_rest(self, biller: str, compiled: CompiledMapping, frame: pd.DataFrame, keys: pa.Array,
+                     sources: pa.Array, results: pd.DataFrame, ok: np.ndarray, ids: np.ndarray) -> None:
         sobject = compiled.sobject
         created = results["created"].fillna(False).to_numpy(dtype=bool)
         retried = results["retried"].fillna(0).to_numpy(dtype=int)
         if len(compiled.key_fields) == 1 and compiled.key_fields[0] in frame.columns and (
                 self.remember is None or (sobject, compiled.key_fields[0]) in self.remember):
             col = frame[compiled.key_fields[0]].tolist()
-            self.resolver.remember(sobject, compiled.key_fields[0], zip(compress(col, ok), compress(ids, ok), strict=True))
+            self.resolver.remember(sobject, compiled.key_fields[0], zip(compress(col, ok), ids[ok].tolist(), strict=True))
         bad = np.flatnonzero(~ok)
         if len(bad):
             codes, messages = results["error_code"].tolist(), results["message"].tolist()
             records = frame.iloc[bad].astype(object).where(frame.iloc[bad].notna(), None).to_dict("records")
-            self._reject([Reject(self.run.run_id, biller, sobject, keys[i], sources[i], "salesforce",
+            at = pa.array(bad)
+            bad_keys, bad_sources = keys.take(at).to_pylist(), sources.take(at).to_pylist()
+            self._reject([Reject(self.run.run_id, biller, sobject, k, src, "salesforce",
                                  str(codes[i] or "UNKNOWN"), str(messages[i] or ""), rec)
-                          for i, rec in zip(bad.tolist(), records, strict=True)], sobject)
+                          for i, k, src, rec in zip(bad.tolist(), bad_keys, bad_sources, records, strict=True)], sobject)
         n_created = int((ok & created).sum())
         self.run.count(sobject, sent=len(frame), created=n_created, updated=int(ok.sum()) - n_created,
                        retried=int((retried > 0).sum()))
