@@ -1,0 +1,30 @@
+"""Allocator setup for long loads (process-wide, so each case runs in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+SNIPPET = ("import pyarrow as pa; from sfsync.jobs.memory import tune_memory, give_back_memory, peak_rss_mb; "
+           "before = pa.default_memory_pool().backend_name; tune_memory(); give_back_memory(); "
+           "print(before, pa.default_memory_pool().backend_name, peak_rss_mb() > 0)")
+
+
+def run(**env: str) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", SNIPPET], env={**os.environ, **env}, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.split()
+
+
+def test_loads_allocate_arrow_buffers_through_jemalloc_unless_told_not_to() -> None:
+    import pyarrow as pa
+
+    if not hasattr(pa, "jemalloc_memory_pool"):
+        pytest.skip("this pyarrow build has no jemalloc")
+    before, after, rss = run()
+    assert after == "jemalloc" and rss == "True"
+    before, after, _ = run(SFSYNC_ARROW_POOL="default", SFSYNC_MALLOC="default")
+    assert after == before
