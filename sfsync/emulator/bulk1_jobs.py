@@ -18,7 +18,7 @@ from typing import Any
 
 from sfsync.emulator import soql
 from sfsync.emulator.bulk1_format import Bulk1RequestError, parse_json_records, parse_xml_records
-from sfsync.emulator.bulk_csv import CsvFormatError, CsvUpload, decode_body, parse_upload
+from sfsync.emulator.bulk_csv import CsvFormatError, decode_body, parse_upload
 from sfsync.emulator.bulk_engine import (
     QUERY_OPERATIONS,
     RESULT_PREFIX,
@@ -50,7 +50,6 @@ class Batch:
     state_message: str | None = None
     polls_left: int = 0
     outcomes: Outcomes = field(default_factory=Outcomes)
-    upload: CsvUpload | None = None
     query_result: soql.QueryResult | None = None
     result_id: str | None = None
     processing_ms: int = 0
@@ -215,7 +214,8 @@ def _records(org: Any, job: Job, batch: Batch) -> list[dict[str, object]] | None
         if len(batch.request) > BULK1_MAX_CHARS_PER_BATCH:
             raise CsvFormatError(f"InvalidBatch : Exceeded max size limit of {BULK1_MAX_CHARS_PER_BATCH}")
         if job.content_type == "CSV":
-            upload = batch.upload = parse_upload(decode_body(batch.request), check_line_ending=False)
+            # Parsed for this run only: the batch keeps its request bytes, not a decoded copy.
+            upload = parse_upload(decode_body(batch.request), check_line_ending=False)
             names = resolve_header(org, job.object, upload.header)
             rows = list(upload.rows())
             records = csv_records(names, rows)

@@ -82,7 +82,7 @@ class IngestJob:
     created: datetime
     modstamp: datetime
     state: str = "Open"
-    data: bytes | None = None
+    data: bytes | None = None  # the uploaded bytes, until they are parsed into ``upload``
     upload: CsvUpload | None = None
     outcomes: Outcomes = field(default_factory=Outcomes)
     error_message: str | None = None
@@ -336,6 +336,7 @@ def _run(org: Any, job: IngestJob) -> None:
         job.upload = parse_upload(
             text, delimiter=DELIMITERS[job.column_delimiter], line_ending=LINE_ENDINGS[job.line_ending]
         )
+        job.data = None  # the upload holds the text now: no second copy for the life of the job
         if failure:
             raise CsvFormatError(failure)
         names = resolve_header(org, job.object, job.upload.header)

@@ -5,6 +5,12 @@ that depends only on the set of columns — resolving names, choosing converters
 relationship targets — is done once per distinct column tuple (a :class:`_Plan`), and
 per-row work is plain dict operations. Lookups of the same foreign key value are cached
 for the duration of one call.
+
+Memory matters too (millions of records stay in the org): each field's cells go through a
+memo kept on the org across calls (raw cell -> stored value), so a value that many records
+hold (a picklist value, a date, an amount, a unit, a service name) is one object they all
+point to, not one copy per record. Unique fields skip it (their values never repeat), and
+a memo that fills up starts afresh, which bounds it.
 """
 
 from __future__ import annotations
@@ -22,9 +28,8 @@ if TYPE_CHECKING:
 
 OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete", "undelete")
 _SKIP = object()  # a bulk blank cell: leave the field as it is
-# Field types whose cells repeat a lot (dates, picklists, flags, amounts): memoize per call.
-_MEMO_TYPES = frozenset({"date", "datetime", "boolean", "picklist", "multipicklist", "double", "currency", "percent",
-                         "int"})
+# Distinct values a column memo holds before it starts afresh (at most a few MB a field).
+MEMO_LIMIT = 200_000
 BULK_APIS = frozenset({"bulk1", "bulk2"})
 _ROLLED_BACK = SfError(
     "ALL_OR_NONE_OPERATION_ROLLED_BACK",
@@ -41,6 +46,7 @@ class _Plan:
     match_col: str | None = None  # column holding the upsert key (may equal id_col)
     # (column, field name, converter, memo): the memo maps a raw cell to its stored value
     # (or _SKIP); it is pre-seeded with the null spellings, so most cells are one dict hit.
+    # Unique fields have no memo (None).
     simple: list[tuple[str, str, Callable[[object], object], dict[object, object] | None]] = field(default_factory=list)
     refs: list[tuple[str, str, Callable[[object], object], dict[object, object]]] = field(default_factory=list)
 
@@ -103,7 +109,7 @@ class _Call:
             if fd.type == "reference":
                 plan.refs.append((col, fd.name, org._id_resolver(fd), self._null_memo()))
             else:
-                memo = self._null_memo() if fd.type in _MEMO_TYPES else None
+                memo = None if fd.unique or fd.external_id else self._column_memo(fd)
                 plan.simple.append((col, fd.name, org._converter(obj, fd), memo))
         if readonly:
             plan.error = SfError(
@@ -122,6 +128,21 @@ class _Call:
             return {"": _SKIP, "#N/A": None, None: None}
         return {"": None, None: None}
 
+    def _column_memo(self, fd: FieldDef) -> dict[object, object]:
+        """The org's memo of stored values for ``fd`` (shared by every call of this kind of API)."""
+        key = (self.obj.name, fd.name, self.bulk)
+        memo = self.org._memos.get(key)
+        if memo is None:
+            memo = self.org._memos[key] = self._null_memo()
+        return memo
+
+    def _remember(self, memo: dict[object, object], raw: str, value: object) -> None:
+        """Add ``raw -> value`` to a column memo, emptying it first when it is full."""
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+            memo.update(self._null_memo())
+        memo[raw] = value
+
     # -- values --------------------------------------------------------------------------
     def values(self, plan: _Plan, row: Mapping[str, Any]) -> dict[str, Any]:
         """Converted values of one row (None = set null); raises FieldError."""
@@ -136,8 +157,7 @@ class _Call:
                         if v == "":  # only bulk reaches here: blank leaves the field alone
                             continue
                         out = conv(v)
-                        if len(memo) < 50_000:
-                            memo[v] = out
+                        self._remember(memo, v, out)
                 elif v is None:
                     out = None
                 else:
@@ -258,7 +278,7 @@ def run_dml(
             continue
         if parent_lock is not None:
             for md in md_fields:
-                pid = vals.get(md) if md in vals else (current or {}).get(md)
+                pid = vals.get(md) if md in vals else current.get(md) if current is not None else None
                 if pid and parent_lock(pid):
                     errors[i] = _lock_error(pid)
                     break
@@ -328,7 +348,7 @@ def _match_by_key(call: _Call, fd: FieldDef, rows: Sequence[Mapping[str, Any]], 
                   errors: list[SfError | None], targets: list[str | None]) -> None:
     org, obj = call.org, call.obj
     unique_index = org._uidx[obj.name].get(fd.name)
-    multi_index = org._midx[obj.name].get(fd.name)
+    multi_index = org._multi_index(obj.name, fd.name)
     keys: list[str | None] = []
     for i, row in enumerate(rows):
         col = plans[i].match_col
@@ -344,14 +364,14 @@ def _match_by_key(call: _Call, fd: FieldDef, rows: Sequence[Mapping[str, Any]], 
         if unique_index is not None:
             targets[i] = unique_index.get(key)
         elif multi_index is not None:
-            found = multi_index.get(key)
+            found = multi_index.ids(key)
             if found:
                 if len(found) > 1:
                     errors[i] = SfError("DUPLICATE_EXTERNAL_ID",
                                         f"{fd.label}: more than one record found for external id field: "
                                         f"[{', '.join(sorted(found))}]", [fd.name])
                 else:
-                    targets[i] = next(iter(found))
+                    targets[i] = found[0]
     dups = _duplicates(keys)
     if dups:
         for i, row_key in enumerate(keys):

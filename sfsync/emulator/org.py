@@ -31,8 +31,9 @@ from sfsync.emulator.dml import BULK_APIS, run_dml
 from sfsync.emulator.errors import DmlResult, SfApiError
 from sfsync.emulator.faults import Faults
 from sfsync.emulator.ids import normalize_id
+from sfsync.emulator.record import Record, make_record
 from sfsync.emulator.schema import Schema
-from sfsync.emulator.store import RecordStore
+from sfsync.emulator.store import RecordStore, index_key
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ DEFAULT_DAILY_API_REQUESTS = 5_000_000  # generous: benchmarks must not run out 
 DAILY_BULK_API_BATCHES = 15_000
 DAILY_BULK_V2_QUERY_JOBS = 10_000
 _STATE_FILE = "org.pickle"
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: records are Record objects; 1 (still read): plain dicts
 ADMIN_USERNAME = "admin@sfsync.emulator"
 
 
@@ -103,7 +104,7 @@ class Org(RecordStore):
             request-level problems (unknown object, bad upsert field) raise SfApiError.
         """
         with self.lock:
-            # Big loads allocate millions of acyclic dicts; the cyclic GC re-scanning them
+            # Big loads allocate millions of acyclic records; the cyclic GC re-scanning them
             # costs a third of the time, so it is paused for the call, and what a large call
             # stored is moved out of the GC's way afterwards (records never form cycles).
             gc_was_enabled = gc.isenabled()
@@ -142,10 +143,10 @@ class Org(RecordStore):
                 return None
             return {name: rec.get(name) for name in obj.fields}
 
-    def records(self, sobject: str, include_deleted: bool = False) -> list[dict[str, Any]]:
-        """A snapshot list of the stored records of ``sobject`` (live dicts: do not mutate).
+    def records(self, sobject: str, include_deleted: bool = False) -> list[Record]:
+        """A snapshot list of the stored records of ``sobject`` (live, read-only mappings).
 
-        Stored dicts hold only non-null fields; read them with ``.get``. Formula fields are
+        Stored records hold only non-null fields; read them with ``.get``. Formula fields are
         present with their current value. Unknown object → SfApiError 404.
         """
         obj = self.schema.get(sobject)
@@ -155,7 +156,7 @@ class Org(RecordStore):
                 return list(store.values())
             return [r for r in store.values() if not r["IsDeleted"]]
 
-    def find_by(self, sobject: str, field: str, value: object, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+    def find_by(self, sobject: str, field: str, value: object, *, include_deleted: bool = False) -> list[Record]:
         """Records whose ``field`` equals ``value`` (index lookup when the field is indexed).
 
         Text matching follows the field's case sensitivity, as external-ID matching does.
@@ -163,17 +164,18 @@ class Org(RecordStore):
         obj = self.schema.get(sobject)
         fd = self.schema.field(obj.name, field)
         with self.lock:
+            multi = self._multi_index(obj.name, fd.name)
             if fd.name == "Id":
                 rec = self.by_id(str(value))
                 found = [rec] if rec is not None and self._obj_of(rec["Id"]) == obj.name else []
-            elif fd.name in self._uidx[obj.name] or fd.name in self._midx[obj.name]:
-                key = str(value) if fd.case_sensitive else str(value).lower()
+            elif fd.name in self._uidx[obj.name] or multi is not None:
+                key = index_key(value, fd.case_sensitive)
                 store = self._data[obj.name]
-                if fd.name in self._uidx[obj.name]:
+                if multi is None:
                     rid = self._uidx[obj.name][fd.name].get(key)
-                    ids: set[str] = {rid} if rid else set()
+                    ids: tuple[str, ...] = (rid,) if rid else ()
                 else:
-                    ids = set(self._midx[obj.name][fd.name].get(key, ()))
+                    ids = multi.ids(key)
                 found = [store[i] for i in sorted(ids)]
             else:
                 found = [r for r in self._data[obj.name].values() if r.get(fd.name) == value]
@@ -296,7 +298,7 @@ class Org(RecordStore):
             self.state_dir.mkdir(parents=True, exist_ok=True)
             state = {
                 "version": _STATE_VERSION, "data": self._data, "deleted_count": self._deleted_count,
-                "md_children": self._md_children, "cascaded": self._cascaded, "seq": self._seq,
+                "cascaded": self._cascaded, "seq": self._seq,
                 "autonumber": self._autonumber, "user_id": self._user_id, "counters": dict(self.counters),
                 "sessions": self.sessions, "credentials": self.credentials,
             }
@@ -313,17 +315,17 @@ class Org(RecordStore):
     def _load(self, path: Path) -> None:
         with open(path, "rb") as fh:
             state = pickle.load(fh)  # our own file in our own state dir
-        if state.get("version") != _STATE_VERSION:
+        if state.get("version") not in (1, _STATE_VERSION):
             raise ValueError(f"{path}: unsupported emulator state version {state.get('version')}")
         with self.lock:
             self._clear()
             for name, records in state["data"].items():
                 if name in self._data:  # objects dropped from the schema are dropped from the state
-                    self._data[name] = records
+                    self._data[name] = records if state["version"] == _STATE_VERSION else {
+                        rid: make_record(rec) for rid, rec in records.items()}
             for name, n in state["deleted_count"].items():
                 if name in self._deleted_count:
                     self._deleted_count[name] = n
-            self._md_children = state["md_children"]
             self._cascaded = state["cascaded"]
             self._seq = state["seq"]
             self._autonumber = state["autonumber"]

@@ -1,15 +1,23 @@
 """The record store under :class:`Org`: records, value indexes, writes, deletes, resolvers.
 
-Records are plain dicts keyed by canonical field names holding only non-null values
-(readers use ``.get``), kept in ``_data[object][id]``. Indexes:
+Records are :class:`~sfsync.emulator.record.Record` objects, read-only mappings keyed by
+canonical field names holding only non-null values (readers use ``.get``), kept in
+``_data[object][id]``. Memory per record is what limits the org's size, so a record is a
+tuple against a shared field layout, repeated values are shared (see ``dml.py``'s column
+memos) and the indexes below hold as little as they can. Indexes:
 
 * ``_uidx[object][field][key] -> id`` for unique fields (external IDs, unique names);
-* ``_midx[object][field][key] -> {ids}`` for non-unique external-ID / idLookup fields;
-* ``_md_children[parent id] -> {child ids}`` along master-detail fields (cascades).
+* ``_midx[object][field]``: an :class:`IdMultiMap` key -> ids for non-unique external-ID /
+  idLookup fields, built on first use (``_multi_index``): loads rarely look records up by
+  ``Name``, so most objects never pay for it;
+* ``_md_children``: an :class:`IdMultiMap` parent id -> child ids along master-detail
+  fields (cascades, formula refreshes), built on the first delete or parent change that
+  needs it (``_children``).
 
 Text keys are lower-cased unless the field is case-sensitive, as Salesforce matches
-external IDs. Soft-deleted records stay in ``_data`` with ``IsDeleted`` but leave the
-value indexes, so upserts and relationship lookups no longer find them.
+external IDs (a key equal to its value is the value's own string). Soft-deleted records
+stay in ``_data`` with ``IsDeleted`` but leave the value indexes, so upserts and
+relationship lookups no longer find them.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from sfsync.emulator.convert import Converter, build_converter, format_datetime
 from sfsync.emulator.errors import DmlResult, FieldError, SfError
 from sfsync.emulator.formulas import Formula, compile_formula, formula_dependencies
 from sfsync.emulator.ids import make_id, normalize_id
+from sfsync.emulator.record import Record, make_record
 from sfsync.emulator.schema import FieldDef, Schema, SObjectType
 
 
@@ -35,7 +44,7 @@ class _Meta:
     autonumbers: list[tuple[str, str, int, str]] = field(default_factory=list)  # field, prefix, width, suffix
     formulas: list[tuple[str, Formula]] = field(default_factory=list)
     unique: list[tuple[str, bool]] = field(default_factory=list)  # field, case-sensitive
-    multi: list[tuple[str, bool]] = field(default_factory=list)
+    multi: dict[str, bool] = field(default_factory=dict)  # field -> case-sensitive
     master_detail: list[str] = field(default_factory=list)
     # parent field -> [(child object, child reference field)] whose formulas read it
     dependents: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
@@ -48,6 +57,74 @@ class _Meta:
 def _parse_autonumber(fmt: str) -> tuple[str, int, str]:
     start, end = fmt.index("{"), fmt.index("}")
     return fmt[:start], end - start - 1, fmt[end + 1:]
+
+
+def index_key(value: object, case_sensitive: bool) -> str:
+    """The index key of a field value: its text, lower-cased unless the field is case-sensitive.
+
+    A lower-cased key equal to the text is the text's own string, so the index and the
+    record share it.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if case_sensitive:
+        return text
+    folded = text.lower()
+    return text if folded == text else folded
+
+
+class IdMultiMap:
+    """key -> record Ids for keys that several records may share.
+
+    Most keys belong to one record, so a lone Id is held as the Id string itself and a set
+    is made only for a second one (a one-element set costs 216 bytes).
+    """
+
+    __slots__ = ("_map",)
+
+    def __init__(self) -> None:
+        self._map: dict[str, str | set[str]] = {}
+
+    def add(self, key: str, rid: str) -> None:
+        """Record that ``rid`` has ``key``."""
+        held = self._map.get(key)
+        if held is None:
+            self._map[key] = rid
+        elif isinstance(held, str):
+            if held != rid:
+                self._map[key] = {held, rid}
+        else:
+            held.add(rid)
+
+    def discard(self, key: str, rid: str) -> None:
+        """Forget that ``rid`` has ``key`` (nothing happens when it had not)."""
+        held = self._map.get(key)
+        if held is None:
+            return
+        if isinstance(held, str):
+            if held == rid:
+                del self._map[key]
+            return
+        held.discard(rid)
+        if len(held) <= 1:
+            if held:
+                self._map[key] = next(iter(held))
+            else:
+                del self._map[key]
+
+    def ids(self, key: str) -> tuple[str, ...]:
+        """The Ids with ``key`` (empty when none)."""
+        held = self._map.get(key)
+        if held is None:
+            return ()
+        if isinstance(held, str):
+            return (held,)
+        return tuple(held)
+
+    def pop(self, key: str) -> tuple[str, ...]:
+        """The Ids with ``key``, forgetting them."""
+        found = self.ids(key)
+        self._map.pop(key, None)
+        return found
 
 
 class RecordStore:
@@ -64,14 +141,16 @@ class RecordStore:
 
     # -- setup -----------------------------------------------------------------------------
     def _clear(self) -> None:
-        self._data: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.schema.objects}
+        self._data: dict[str, dict[str, Record]] = {name: {} for name in self.schema.objects}
         self._deleted_count: dict[str, int] = {name: 0 for name in self.schema.objects}
         self._uidx: dict[str, dict[str, dict[str, str]]] = {
             name: {f: {} for f, _ in self._meta[name].unique} for name in self.schema.objects}
-        self._midx: dict[str, dict[str, dict[str, set[str]]]] = {
-            name: {f: {} for f, _ in self._meta[name].multi} for name in self.schema.objects}
-        self._md_children: dict[str, set[str]] = {}
+        # Non-unique indexes and the master-detail children are built when first needed.
+        self._midx: dict[str, dict[str, IdMultiMap]] = {name: {} for name in self.schema.objects}
+        self._md_children: IdMultiMap | None = None
         self._cascaded: dict[str, list[str]] = {}  # parent id -> children deleted with it
+        # (object, field, bulk) -> raw cell -> stored value, shared by DML calls (dml.py).
+        self._memos: dict[tuple[str, str, bool], dict[object, object]] = {}
         self._seq = 0
         self._autonumber: dict[str, int] = {}
         self._user_id = ""
@@ -93,10 +172,10 @@ class RecordStore:
                 if fd.unique and fd.type != "id":
                     meta.unique.append((fd.name, fd.case_sensitive))
                 elif fd.indexed:
-                    meta.multi.append((fd.name, fd.case_sensitive))
+                    meta.multi[fd.name] = fd.case_sensitive
                 if fd.master_detail:
                     meta.master_detail.append(fd.name)
-            meta.indexed_names = frozenset(f for f, _ in meta.unique + meta.multi)
+            meta.indexed_names = frozenset([f for f, _ in meta.unique] + list(meta.multi))
             meta.has_owner = "OwnerId" in obj.fields
             self._meta[obj.name] = meta
         for obj in schema.objects.values():
@@ -119,10 +198,10 @@ class RecordStore:
         return conv
 
     # -- reads -----------------------------------------------------------------------------
-    def by_id(self, record_id: str) -> dict[str, Any] | None:
+    def by_id(self, record_id: str) -> Record | None:
         """The stored record with this Id (15 or 18 chars, any object, deleted too), or None.
 
-        The dict is the live stored record: read it, never mutate it.
+        The record is the live stored one (a read-only mapping).
         """
         if len(record_id) != 18:
             rid = normalize_id(record_id)
@@ -160,7 +239,7 @@ class RecordStore:
             if record_type_of is not None and rec.get("SobjectType") != record_type_of:
                 raise FieldError("INVALID_CROSS_REFERENCE_KEY",
                                  f"{fd.label}: this ID value isn't valid for the user: {value}", [fd.name])
-            cache[value] = rid
+            rid = cache[value] = rec["Id"]  # the parent's own string: its children share it
             return rid
 
         return resolve
@@ -179,7 +258,7 @@ class RecordStore:
 
             return refuse
         unique = self._uidx[target.name].get(tfd.name)
-        multi = self._midx[target.name].get(tfd.name)
+        multi = self._multi_index(target.name, tfd.name)
         sensitive = tfd.case_sensitive
         cache: dict[object, str] = {}
 
@@ -191,11 +270,11 @@ class RecordStore:
             key = text if sensitive else text.lower()
             rid = unique.get(key) if unique is not None else None
             if rid is None and multi is not None:
-                found = multi.get(key)
-                if found and len(found) > 1:
+                found = multi.ids(key)
+                if len(found) > 1:
                     raise FieldError("INVALID_FIELD", f"Foreign key external ID: {text} matched more than one record "
                                                       f"for field {tfd.name} in entity {target.name}", [])
-                rid = next(iter(found)) if found else None
+                rid = found[0] if found else None
             if rid is None:
                 raise FieldError("INVALID_FIELD", f"Foreign key external ID: {text} not found for field {tfd.name} in "
                                                   f"entity {target.name}", [])
@@ -204,31 +283,55 @@ class RecordStore:
 
         return resolve
 
+    # -- indexes built on demand -----------------------------------------------------------
+    def _multi_index(self, obj: str, fname: str) -> IdMultiMap | None:
+        """The non-unique index of ``obj.fname`` (built now if needed), or None if it has none."""
+        built = self._midx[obj]
+        idx = built.get(fname)
+        if idx is None:
+            sensitive = self._meta[obj].multi.get(fname)
+            if sensitive is None:
+                return None
+            idx = built[fname] = IdMultiMap()
+            for rec in self._data[obj].values():
+                v = rec.get(fname)
+                if v is not None and not rec["IsDeleted"]:
+                    idx.add(index_key(v, sensitive), rec["Id"])
+        return idx
+
+    def _children(self) -> IdMultiMap:
+        """Parent id -> ids of its master-detail children, deleted ones too (built now if needed)."""
+        kids = self._md_children
+        if kids is None:
+            kids = self._md_children = IdMultiMap()
+            for name, records in self._data.items():
+                for md in self._meta[name].master_detail:
+                    for rid, rec in records.items():
+                        pid = rec.get(md)
+                        if pid is not None:
+                            kids.add(pid, rid)
+        return kids
+
     # -- primitive writes ------------------------------------------------------------------
     def _index(self, obj: str, rec: Mapping[str, Any], add: bool) -> None:
         meta, rid = self._meta[obj], rec["Id"]
         for fname, sensitive in meta.unique:
             v = rec.get(fname)
             if v is not None:
-                key = str(v) if sensitive else str(v).lower()
+                key = index_key(v, sensitive)
                 idx = self._uidx[obj][fname]
                 if add:
                     idx[key] = rid
                 elif idx.get(key) == rid:
                     del idx[key]
-        for fname, sensitive in meta.multi:
+        for fname, midx in self._midx[obj].items():
             v = rec.get(fname)
             if v is not None:
-                key = str(v) if sensitive else str(v).lower()
-                midx = self._midx[obj][fname]
+                key = index_key(v, meta.multi[fname])
                 if add:
-                    midx.setdefault(key, set()).add(rid)
+                    midx.add(key, rid)
                 else:
-                    ids = midx.get(key)
-                    if ids is not None:
-                        ids.discard(rid)
-                        if not ids:
-                            del midx[key]
+                    midx.discard(key, rid)
 
     def _apply_insert(self, obj: SObjectType, vals: Mapping[str, Any], now: str) -> str:
         meta = self._meta[obj.name]
@@ -254,39 +357,38 @@ class RecordStore:
             value = formula(rec, self.by_id)
             if value is not None:
                 rec[fname] = value
-        self._data[obj.name][rid] = rec
+        record = self._data[obj.name][rid] = make_record(rec)
         if meta.indexed_names:
-            self._index(obj.name, rec, True)
-        for md in meta.master_detail:
-            pid = rec.get(md)
-            if pid is not None:
-                kids = self._md_children.get(pid)
-                if kids is None:
-                    self._md_children[pid] = {rid}
-                else:
-                    kids.add(rid)
+            self._index(obj.name, record, True)
+        if meta.master_detail and self._md_children is not None:
+            for md in meta.master_detail:
+                pid = rec.get(md)
+                if pid is not None:
+                    self._md_children.add(pid, rid)
         return rid
 
     def _apply_update(self, obj: SObjectType, rid: str, vals: Mapping[str, Any], now: str, *,
                       touch_user: bool = True) -> None:
         meta = self._meta[obj.name]
         rec = self._data[obj.name][rid]
-        changed = [k for k, v in vals.items() if rec.get(k) != v]
-        if changed:
-            reindex = not meta.indexed_names.isdisjoint(changed)
-            if reindex:
-                self._index(obj.name, rec, False)
+        changes = rec._diff(vals)
+        changed = tuple(changes)  # the fields whose value changes (the audit fields join below)
+        reindex = bool(changed) and not meta.indexed_names.isdisjoint(changed)
+        if reindex:
+            self._index(obj.name, rec, False)
+        if changed and self._md_children is not None:
             for md in meta.master_detail:
-                if md in changed:
-                    self._md_children.get(rec.get(md) or "", set()).discard(rid)
-                    if vals[md] is not None:
-                        self._md_children.setdefault(vals[md], set()).add(rid)
-            for k in changed:
-                v = vals[k]
-                if v is None:
-                    rec.pop(k, None)
-                else:
-                    rec[k] = v
+                if md in changes:
+                    self._md_children.discard(rec.get(md) or "", rid)
+                    if changes[md] is not None:
+                        self._md_children.add(changes[md], rid)
+        # Salesforce moves LastModifiedDate even when no value changed.
+        if touch_user:
+            changes["LastModifiedDate"] = now
+            changes["LastModifiedById"] = self._user_id or rec["LastModifiedById"]
+        changes["SystemModstamp"] = now
+        rec._update(changes)
+        if changed:
             if meta.formulas:
                 self._refresh_formulas(obj.name, rec)
             if reindex:
@@ -294,29 +396,27 @@ class RecordStore:
             if meta.dependents:
                 for fname in changed:
                     for child_obj, ref_field in meta.dependents.get(fname, ()):
-                        self._refresh_children(rid, child_obj, ref_field, now)
-        # Salesforce moves LastModifiedDate even when no value changed.
-        if touch_user:
-            rec["LastModifiedDate"] = now
-            rec["LastModifiedById"] = self._user_id or rec["LastModifiedById"]
-        rec["SystemModstamp"] = now
+                        self._refresh_children(rid, child_obj, ref_field)
 
-    def _refresh_formulas(self, obj: str, rec: dict[str, Any]) -> None:
+    def _refresh_formulas(self, obj: str, rec: Record) -> None:
+        changed = {}
         for fname, formula in self._meta[obj].formulas:
             value = formula(rec, self.by_id)
-            if value is None:
-                rec.pop(fname, None)
-            else:
-                rec[fname] = value
+            if rec.get(fname) != value:
+                changed[fname] = value
+        if changed:
+            rec._update(changed)
 
-    def _refresh_children(self, parent_id: str, child_obj: str, ref_field: str, now: str) -> None:
+    def _refresh_children(self, parent_id: str, child_obj: str, ref_field: str) -> None:
         # A parent field that a child formula shows changed: the children's values move too
         # (Salesforce computes on read; SystemModstamp does not move for formula changes).
-        kids = self._md_children.get(parent_id)
         store = self._data[child_obj]
-        candidates: Iterable[str] = kids if kids is not None else (
-            rid for rid, r in store.items() if r.get(ref_field) == parent_id)
-        for kid in list(candidates):
+        candidates: Iterable[str]
+        if ref_field in self._meta[child_obj].master_detail:
+            candidates = self._children().ids(parent_id)
+        else:
+            candidates = [rid for rid, r in store.items() if r.get(ref_field) == parent_id]
+        for kid in candidates:
             rec = store.get(kid)
             if rec is not None and rec.get(ref_field) == parent_id:
                 self._refresh_formulas(child_obj, rec)
@@ -388,11 +488,10 @@ class RecordStore:
         if rec.get("IsDeleted"):
             return
         self._index(obj, rec, False)
-        rec["IsDeleted"] = True
-        rec["LastModifiedDate"] = rec["SystemModstamp"] = now
+        rec._update({"IsDeleted": True, "LastModifiedDate": now, "SystemModstamp": now})
         self._deleted_count[obj] += 1
         removed.add(rid)
-        for kid in list(self._md_children.get(rid, ())):
+        for kid in self._children().ids(rid):
             kid_rec = self.by_id(kid)
             if kid_rec is not None and not kid_rec.get("IsDeleted"):
                 self._cascaded.setdefault(rid, []).append(kid)
@@ -408,11 +507,10 @@ class RecordStore:
         else:
             self._index(obj, rec, False)
         removed.add(rid)
+        children = self._children()
         for md in self._meta[obj].master_detail:
-            kids = self._md_children.get(rec.get(md) or "")
-            if kids is not None:
-                kids.discard(rid)
-        for kid in list(self._md_children.pop(rid, ())):
+            children.discard(rec.get(md) or "", rid)
+        for kid in children.pop(rid):
             self._hard_delete(kid, removed)
         self._cascaded.pop(rid, None)
 
@@ -421,7 +519,7 @@ class RecordStore:
         for fname, sensitive in self._meta[obj].unique:
             v = rec.get(fname)
             if v is not None:
-                owner = self._uidx[obj][fname].get(str(v) if sensitive else str(v).lower())
+                owner = self._uidx[obj][fname].get(index_key(v, sensitive))
                 if owner is not None and owner != rec["Id"]:
                     return SfError("DUPLICATE_VALUE",
                                    f"duplicate value found: {fname} duplicates value on record with id: {owner}", [])
@@ -430,8 +528,7 @@ class RecordStore:
     def _undelete(self, rid: str, now: str) -> None:
         obj = self._obj_of(rid)
         rec = self._data[obj][rid]
-        rec["IsDeleted"] = False
-        rec["LastModifiedDate"] = rec["SystemModstamp"] = now
+        rec._update({"IsDeleted": False, "LastModifiedDate": now, "SystemModstamp": now})
         self._deleted_count[obj] -= 1
         self._index(obj, rec, True)
         for kid in self._cascaded.pop(rid, []):
@@ -446,8 +543,7 @@ class RecordStore:
             for child_obj, fname in self._meta[target].set_null:
                 for rec in self._data[child_obj].values():
                     if rec.get(fname) in removed:
-                        del rec[fname]
-                        rec["SystemModstamp"] = now
+                        rec._update({fname: None, "SystemModstamp": now})
 
     def _now(self) -> str:
         """The current time in Salesforce's datetime format (one value per DML call)."""
