@@ -13,8 +13,8 @@ import pytest
 from sfsync import log
 from sfsync.cli import main
 from sfsync.config import load_settings
-from sfsync.state.migrate import head
 from sfsync.state import Reject, StateStore
+from sfsync.state.migrate import head
 
 
 @pytest.fixture
