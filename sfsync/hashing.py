@@ -3,8 +3,8 @@
 Billers use it to spot duplicate keys within a file, the state store to file record states by
 key. Hashing a million keys costs ~40 ms (XXH3 called once per key from Python: ~250 ms).
 
-Each string is read as little-endian 64-bit words (zero-padded), folded with a
-multiply–xorshift step, then mixed with its byte length. A string's hash depends only on its
+Each string up to :data:`LONG_BYTES` is read as little-endian 64-bit words (zero-padded),
+folded with a multiply–xorshift step, then mixed with its byte length; longer ones get XXH3-64. A string's hash depends only on its
 bytes, never on the other strings of the batch. Not cryptographic: callers must treat two
 keys with one hash as possible (rare: about n²/2⁶⁵ for n keys).
 """
@@ -14,10 +14,16 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
+
+
+#: Values longer than this are hashed one by one with XXH3: padding every value of a column to
+#: its longest would make one 1 KB value cost as much as a thousand short ones.
+LONG_BYTES = 64
 
 
 def hash_strings(values: pa.Array | pa.ChunkedArray, seed: int = 0) -> np.ndarray:
@@ -29,6 +35,21 @@ def hash_strings(values: pa.Array | pa.ChunkedArray, seed: int = 0) -> np.ndarra
     if n == 0:
         return np.zeros(0, dtype=np.uint64)
     lengths = pc.binary_length(s).to_numpy(zero_copy_only=False).astype(np.int64)
+    long = lengths > LONG_BYTES
+    if not long.any():
+        return _hash_short(s, lengths, seed)
+    out = np.empty(n, dtype=np.uint64)
+    short = ~long
+    if short.any():
+        out[short] = _hash_short(s.filter(pa.array(short)), lengths[short], seed)
+    h = xxhash.xxh3_64_intdigest
+    values = s.filter(pa.array(long)).cast(pa.binary()).to_pylist()
+    out[long] = np.fromiter((h(v, seed) for v in values), dtype=np.uint64, count=len(values))
+    return out
+
+
+def _hash_short(s: pa.Array, lengths: np.ndarray, seed: int) -> np.ndarray:
+    n = len(s)
     width = max(8, (int(lengths.max()) + 7) // 8 * 8)
     words = _words(s, lengths, width)
     nwords = (lengths + 7) // 8
@@ -62,21 +83,29 @@ def combine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _words(s: pa.Array, lengths: np.ndarray, width: int) -> np.ndarray:
-    """The strings as an (n, width/8) uint64 matrix, each zero-padded on the right."""
+    """The strings as an (n, width/8) uint64 matrix, each zero-padded on the right.
+
+    Read straight from the Arrow data buffer: word ``j`` of every string is one gather of 8-byte
+    windows at ``offset + 8j``, the bytes past a string's end masked off. No padded copy of the
+    strings is made, whatever their lengths or characters.
+    """
     n = len(s)
-    ascii_only = bool(pc.all(pc.string_is_ascii(s)).as_py())
-    if ascii_only and lengths.min() == width:
-        padded = s  # all one width already (fixed-width ids): no copy
-    elif ascii_only:
-        padded = pc.utf8_rpad(s, width, "\x00")
-    else:
-        # Multi-byte characters: utf8_rpad counts characters, so gather the bytes instead.
-        offsets = np.frombuffer(s.buffers()[1], dtype=np.int32)[s.offset:s.offset + n + 1].astype(np.int64)
-        data = np.frombuffer(s.buffers()[2], dtype=np.uint8) if s.buffers()[2] is not None else np.zeros(1, np.uint8)
-        col = np.arange(width)
-        inside = col[None, :] < lengths[:, None]
-        at = np.where(inside, offsets[:-1, None] + col[None, :], 0)
-        return np.where(inside, data[at], 0).astype(np.uint8).view(np.uint64).reshape(n, width // 8)
-    off = int(np.frombuffer(padded.buffers()[1], dtype=np.int32)[padded.offset])
-    raw = np.frombuffer(padded.buffers()[2], dtype=np.uint8)[off:off + n * width]
-    return raw.view(np.uint64).reshape(n, width // 8)
+    offsets = np.frombuffer(s.buffers()[1], dtype=np.int32, count=n + 1, offset=s.offset * 4).astype(np.int64)
+    buf = s.buffers()[2]
+    data = np.zeros(8 if buf is None else buf.size + 8, dtype=np.uint8)
+    if buf is not None:
+        data[:buf.size] = np.frombuffer(buf, dtype=np.uint8)
+    windows = np.lib.stride_tricks.sliding_window_view(data, 8)
+    last = len(windows) - 1
+    out = np.empty((width // 8, n), dtype=np.uint64)
+    for j in range(width // 8):
+        # A string shorter than 8j bytes reads some window in range; its mask below zeroes it.
+        at = np.minimum(offsets[:-1] + 8 * j, last)
+        word = np.ascontiguousarray(windows[at]).view(np.uint64).reshape(n)
+        bits = np.clip(lengths - 8 * j, 0, 8) * 8
+        partial = bits < 64
+        if partial.any():
+            word = word.copy()
+            word[partial] &= (np.uint64(1) << bits[partial].astype(np.uint64)) - np.uint64(1)
+        out[j] = word
+    return out.T

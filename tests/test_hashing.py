@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sfsync.hashing import combine, hash_strings
 
 
-@given(st.lists(st.text(max_size=40), min_size=1, max_size=30), st.text(max_size=40))
+@given(st.lists(st.text(max_size=90), min_size=1, max_size=30), st.text(max_size=90))
 def test_a_strings_hash_does_not_depend_on_its_batch(batch: list[str], value: str) -> None:
     alone = hash_strings(pa.array([value]))[0]
     assert hash_strings(pa.array([*batch, value]))[-1] == alone
