@@ -11,14 +11,13 @@ each chunk, and number the rows:
 * anything odd (ragged rows, bare ``\\r`` line ends, an unterminated quote): reparse that
   one chunk with the stdlib ``csv`` module, which reports line numbers; rare and local.
 
-The raw bytes are hashed (sha256) as they are read, so the file manifest costs no extra pass.
+The raw bytes are checksummed (XXH3-128) as they are read, so the file manifest costs no extra pass.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import io
 import queue
 import threading
@@ -32,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sfsync.billers.base import BAD_RECORD, FILE_ENCODING, RAGGED_ROW
+from sfsync.hashing import Digest
 
 BOM = b"\xef\xbb\xbf"
 MAX_RECORD_BYTES = 64 << 20  # a "record" larger than this is an unbalanced quote, not data
@@ -84,7 +84,7 @@ class CsvChunks:
         self.utf8 = self.encoding in ("utf-8", "utf-8-sig")
         self.decoder = None if self.utf8 else codecs.getincrementaldecoder(self.encoding)("strict")
         self.chunk_bytes = chunk_bytes
-        self.sha = hashlib.sha256()
+        self.sha = Digest()
         self._blocks = Prefetch(f, chunk_bytes, self.sha)
         self.size = 0
         self._buf = b""
@@ -108,7 +108,7 @@ class CsvChunks:
         self._invalid_rows = 0
 
     def checksum(self) -> str:
-        """sha256 of every raw byte read so far (the whole file once iteration ended)."""
+        """Checksum of every raw byte read so far (the whole file once iteration ended)."""
         return self.sha.hexdigest()
 
     def _invalid(self, row: pacsv.InvalidRow) -> str:
@@ -275,7 +275,7 @@ class CsvChunks:
 class Prefetch:
     """Reads (and hashes) the next blocks in a thread while the caller parses the current one.
 
-    hashlib and file reads release the GIL, so on two cores this hides most of their cost.
+    File reads release the GIL, so on two cores this hides most of their cost.
     At most ``depth`` blocks wait in memory.
     """
 

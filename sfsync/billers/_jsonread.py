@@ -7,7 +7,6 @@ with the stdlib so that only the bad lines are rejected.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pyarrow.json as pajson
 
 from sfsync.billers._csvread import BOM, Chunk, FileProblem
 from sfsync.billers.base import BAD_RECORD, FILE_ENCODING, NOT_NUMERIC
+from sfsync.hashing import Digest
 
 ARROW_TYPES = {"decimal": pa.float64(), "integer": pa.int64(), "string": pa.string(), "date": pa.string(),
                "datetime": pa.string(), "boolean": pa.bool_()}
@@ -39,11 +39,11 @@ class JsonlChunks:
         self.chunk_bytes = chunk_bytes
         self.schema = explicit_schema(columns)
         self.numeric = {c for c, k in (columns or {}).items() if k in ("decimal", "integer")}
-        self.sha = hashlib.sha256()
+        self.sha = Digest()
         self.size = 0
 
     def checksum(self) -> str:
-        """sha256 of the bytes read so far."""
+        """Checksum of the bytes read so far (:class:`sfsync.hashing.Digest`)."""
         return self.sha.hexdigest()
 
     def __iter__(self) -> Iterator[Chunk]:

@@ -3,7 +3,7 @@
 One glob pattern per entity (defaults follow docs/sample-data.md: ``line_items_*.*``), CSV,
 JSON Lines or Parquet (by extension unless configured). Files are read in name order, in
 streaming batches of ``batch_size`` rows with memory bounded by ``chunk_bytes``, whatever the
-file size. The manifest in the state store (size + sha256) makes each file processed once:
+file size. The manifest in the state store (size + XXH3-128 checksum) makes each file processed once:
 an identical re-delivery is skipped, a changed file is read again, and a file is marked
 processed only by :meth:`FileBiller.commit` with the checkpoint of its last batch.
 
@@ -13,7 +13,6 @@ keeps ``.manifest.jsonl`` there so no Salesforce Id is ever written twice (see `
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ from sfsync.billers.base import (
 )
 from sfsync.billers.layout import FILES_ENTITIES
 from sfsync.errors import ConfigError, UserError
+from sfsync.hashing import Digest
 
 log = structlog.get_logger(__name__)
 
@@ -107,9 +107,9 @@ class FileCheckpoint:
     checksum: str
 
 
-def sha256_file(path: Path, block: int = 8 << 20) -> str:
-    """sha256 of a file, read in blocks."""
-    h = hashlib.sha256()
+def file_checksum(path: Path, block: int = 8 << 20) -> str:
+    """The manifest checksum of a file (:class:`sfsync.hashing.Digest`), read in blocks."""
+    h = Digest()
     with open(path, "rb") as f:
         while chunk := f.read(block):
             h.update(chunk)
@@ -171,7 +171,7 @@ class FileBiller(Biller):
                 size = path.stat().st_size
                 known = self.store.file_status(self.name, name) if self.store is not None else None
                 if not full and known is not None and known.status == "processed" and known.size == size \
-                        and known.checksum == sha256_file(path):
+                        and known.checksum == file_checksum(path):
                     log.info("file.skip", biller=self.name, file=name, reason="already processed")
                     continue
             except OSError as exc:
@@ -317,7 +317,7 @@ class _ParquetChunks:
     def __init__(self, path: Path, batch_size: int) -> None:
         self.path = path
         self.size = path.stat().st_size
-        self._checksum = sha256_file(path)
+        self._checksum = file_checksum(path)
         try:
             self.pf = pq.ParquetFile(path)
         except pa.ArrowInvalid as exc:
