@@ -156,6 +156,7 @@ class Loader:
             if not self.options.dry_run:
                 with self._stage("state"):
                     self.store.tidy_states(biller.name, compiled.sobject)  # merge small state segments now and then
+            self.store.release_states(biller.name, compiled.sobject)  # its index is not needed again this run
             spent = time.process_time() - cpu
             self.run.count(compiled.sobject, seconds=round(time.monotonic() - started, 3), cpu_seconds=round(spent, 3))
             # Where this process's CPU went, by stage (what `make bench` and a slow run want to know).

@@ -21,7 +21,7 @@ themselves, so an Id is never handed to the wrong key.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,7 +164,7 @@ class Run:
     khash: np.ndarray  # uint64, sorted, distinct
     hash: np.ndarray  # int64
     dead: np.ndarray | None  # bool: tombstones (None: none)
-    ver: np.ndarray  # int64
+    ver: np.ndarray  # int32 (int64 once segment ids outgrow it)
     keys: pa.Array | None = None
     ids: pa.Array | None = None
 
@@ -183,20 +183,21 @@ class Run:
             khash=table.column("khash").combine_chunks().to_numpy(),
             hash=h.to_numpy(),
             dead=dead,
-            ver=table.column("ver").combine_chunks().to_numpy(),
+            ver=_narrow(table.column("ver").combine_chunks().to_numpy()),
             keys=table.column("key").combine_chunks() if with_ids else None,
             ids=table.column("sf_id").combine_chunks() if with_ids else None,
         )
 
     @classmethod
     def merged(cls, runs: Sequence[Run]) -> Run:
-        """One run of the latest state per key hash of ``runs`` (column by column: ~2× the result at peak)."""
+        """One run of the latest state per key hash of ``runs``, built column by column."""
         if len(runs) == 1:
             return runs[0]
         kh = np.concatenate([r.khash for r in runs])
         ver = np.concatenate([r.ver for r in runs])
         idx = latest(kh, ver)
-        kh, ver = kh[idx], ver[idx]
+        kh = kh[idx]
+        ver = ver[idx]
         h = np.concatenate([r.hash for r in runs])[idx]
         dead = None
         if any(r.dead is not None for r in runs):
@@ -207,6 +208,11 @@ class Run:
             keys = pa.concat_arrays([r.keys for r in runs]).take(at)
             ids = pa.concat_arrays([r.ids for r in runs]).take(at)
         return cls(kh, h, dead, ver, keys, ids)
+
+
+def _narrow(ver: np.ndarray) -> np.ndarray:
+    """Versions as int32 while segment ids fit (4 bytes a state held in memory, not 8)."""
+    return ver.astype(np.int32) if len(ver) == 0 or int(ver.max()) < 2**31 else ver
 
 
 @dataclass(frozen=True)
@@ -246,14 +252,48 @@ class ScopeIndex:
         """Fold in one segment (its table as decoded)."""
         self.load([(table, segment_id)])
 
-    def load(self, tables: Sequence[tuple[pa.Table, int]]) -> None:
-        """Fold in segments (tables as decoded, with their ids): one merge for them all."""
-        self.segments.update(seg_id for _, seg_id in tables)
-        found = [Run.of(versioned(t, seg_id), self.with_ids) for t, seg_id in tables if t.num_rows]
-        if not found:
+    def load(self, tables: Iterable[tuple[pa.Table, int]], total: int | None = None) -> None:
+        """Fold in segments (tables as decoded, with their ids): one merge for them all.
+
+        Without Ids and with ``total`` (their rows, at most), the segments are copied one by one
+        into arrays sized once, so ``tables`` may fetch each segment as it is asked for: memory
+        peaks near twice the index, not at every segment's blob plus copies of them.
+        """
+        if self.with_ids or total is None:
+            found = []
+            for t, seg_id in tables:
+                self.segments.add(seg_id)
+                if t.num_rows:
+                    found.append(Run.of(versioned(t, seg_id), self.with_ids))
+            if found:
+                self._push(Run.merged(found))
             return
-        self.runs.append(Run.merged(found))
-        del found
+        kh = np.empty(total, dtype=np.uint64)
+        h = np.empty(total, dtype=np.int64)
+        ver = np.empty(total, dtype=np.int64)
+        dead: np.ndarray | None = None
+        at = 0
+        for t, seg_id in tables:
+            self.segments.add(seg_id)
+            run = Run.of(versioned(t, seg_id), False)
+            end = at + len(run)
+            kh[at:end], h[at:end], ver[at:end] = run.khash, run.hash, run.ver
+            if run.dead is not None:
+                dead = np.zeros(total, dtype=bool) if dead is None else dead
+                dead[at:end] = run.dead
+            at = end
+            del run, t
+        if at == 0:
+            return
+        kh, h, ver = kh[:at], h[:at], ver[:at]
+        idx = latest(kh, ver)
+        kh = kh[idx]
+        h = h[idx]
+        ver = _narrow(ver[idx])
+        self._push(Run(kh, h, None if dead is None else dead[:at][idx], ver))
+
+    def _push(self, run: Run) -> None:
+        self.runs.append(run)
         while len(self.runs) > 1 and 2 * len(self.runs[-1]) >= len(self.runs[-2]):
             newer = self.runs.pop()
             older = self.runs.pop()

@@ -296,6 +296,10 @@ class StateStore:
         if keys:
             self._append(biller, sobject, segments.build(list(keys), [None] * len(keys), [None] * len(keys)), None)
 
+    def release_states(self, biller: str, sobject: str) -> None:
+        """Drop the in-memory index of one (biller, sObject) (a load moves on to the next object)."""
+        self._indexes.pop((biller, sobject), None)
+
     def tidy_states(self, biller: str, sobject: str) -> int:
         """Merge the scope's small segments once there are many (after a load); return segments removed."""
         small = sum(1 for _, rows in self._segment_ids(biller, sobject) if rows < SMALL_SEGMENT_ROWS)
@@ -375,7 +379,8 @@ class StateStore:
         ids = {i for i, _ in present}
         if idx is None or (with_ids and not idx.with_ids) or not idx.segments <= ids:
             idx = self._indexes[scope] = ScopeIndex(with_ids)
-        idx.load([(self._decoded(seg_id, idx.with_ids), seg_id) for seg_id, _ in present if seg_id not in idx.segments])
+        todo = [(seg_id, rows) for seg_id, rows in present if seg_id not in idx.segments]
+        idx.load(((self._decoded(seg_id, idx.with_ids), seg_id) for seg_id, _ in todo), sum(r for _, r in todo))
         return idx
 
     def _merged(self, biller: str, sobject: str) -> pa.Table:
