@@ -23,7 +23,7 @@ from sfsync.errors import TransientError
 from sfsync.limits import BULK2_MAX_UPLOAD_BYTES
 
 from .csvio import csv_chunks, read_csv
-from .results import UNPROCESSED, Outcomes, match_positions, split_errors
+from .results import UNPROCESSED, Outcomes, match_on_key, match_positions, split_errors
 from .transport import Transport, json_body
 
 log = logging.getLogger(__name__)
@@ -125,12 +125,35 @@ def ingest(
         info = infos[job_id]
         sent = table.slice(start, stop - start)
         sub = _collect(transport, job_id, info, sent, match_on)
-        out.merge(np.arange(start, stop), sub)
+        if stop - start == out.n:
+            out = sub  # one job for the whole table (the usual case): nothing to copy
+        else:
+            out.merge(slice(start, stop), sub)
         if info["state"] != "JobComplete":
             failures.append(JobFailure(job_id, info["state"], str(info.get("errorMessage") or info["state"]), stop - start))
         if progress is not None:
             progress(stop - start)
     return out, failures
+
+
+#: The result columns ``_collect`` reads besides the match key, by result file.
+_RESULT_FIELDS = {"successfulResults": ("sf__Id", "sf__Created"), "failedResults": ("sf__Id", "sf__Error"), "unprocessedrecords": ()}
+
+
+def _match(sent: pa.Table, bodies: dict[str, bytes | bytearray], match_on: str | None) -> tuple[dict[str, pa.Table], list[np.ndarray]]:
+    """Parse the result files and find each result row's position in ``sent``.
+
+    Result files echo every uploaded column, but when the key is distinct in ``sent``
+    only it is needed: the other echoed columns are parsed past, never converted. Only
+    when the key repeats (or is missing) are all columns read, to match on whole rows.
+    """
+    if match_on is not None:
+        tables = {name: read_csv(body, columns=(*_RESULT_FIELDS[name], match_on), threads=False) for name, body in bodies.items()}
+        found = match_on_key(sent, list(tables.values()), match_on)
+        if found is not None:
+            return tables, found
+    tables = {name: read_csv(body, threads=False) for name, body in bodies.items()}
+    return tables, match_positions(sent, list(tables.values()), None)
 
 
 def _collect(transport: Transport, job_id: str, info: dict[str, Any], sent: pa.Table, match_on: str | None) -> Outcomes:
@@ -143,13 +166,16 @@ def _collect(transport: Transport, job_id: str, info: dict[str, Any], sent: pa.T
     want_success = processed is None or failed is None or processed - failed > 0
     want_failed = failed is None or failed > 0
     want_unprocessed = not complete or processed is None or processed < n
-    tables: dict[str, pa.Table] = {}
+    bodies: dict[str, bytes | bytearray] = {}
     for name, wanted in (("successfulResults", want_success), ("failedResults", want_failed), ("unprocessedrecords", want_unprocessed)):
         if wanted:
-            body = transport.request("bulk2", "GET", f"jobs/ingest/{job_id}/{name}", accept="text/csv", guarded=False).content
-            tables[name] = read_csv(body)
-    names = list(tables)
-    positions = dict(zip(names, match_positions(sent, [tables[k] for k in names], match_on), strict=True))
+            # The large file goes to the transport's reused buffer: parsed below, before any
+            # other download of this thread.
+            reuse = name == "successfulResults"
+            bodies[name], _ = transport.download("bulk2", f"jobs/ingest/{job_id}/{name}", reuse=reuse, accept="text/csv", guarded=False)
+    tables, found = _match(sent, bodies, match_on)
+    positions = dict(zip(bodies, found, strict=True))
+    del bodies
     for name, table in tables.items():
         pos = positions[name]
         ok = pos >= 0
@@ -198,10 +224,11 @@ def query(transport: Transport, soql: str, *, include_deleted: bool = False, pag
         params: dict[str, Any] = {"maxRecords": page_rows}
         if locator:
             params["locator"] = locator
-        response = transport.request("query", "GET", f"jobs/query/{job['id']}/results", params=params, accept="text/csv")
-        table = read_csv(response.content, nullable=True)
+        body, headers = transport.download("query", f"jobs/query/{job['id']}/results", params=params, reuse=True, accept="text/csv")
+        table = read_csv(body, nullable=True)  # before the next download, which reuses the buffer
+        del body
         if table.num_rows or table.num_columns:
             yield table.to_pandas()
-        locator = response.headers.get("Sforce-Locator")
+        locator = headers.get("Sforce-Locator")
         if not locator or locator == "null":
             return

@@ -162,7 +162,7 @@ def write_frame(
     try:
         chosen = choose_api(table.num_rows, operation, api=api, serial=serial)
         first, failures = _send(transport, chosen, sobject, operation, table, serial=serial, progress=progress, **opts)
-        out.merge(np.arange(table.num_rows), first)
+        out = first  # the answers for every row, in order: nothing to copy
         if failures:
             _resend_unprocessed(transport, sobject, operation, table, out, api=api, serial=serial, **opts)
         for attempt in range(1, max_lock_retries + 1):

@@ -86,8 +86,8 @@ class Outcomes:
         self.error_code[positions] = error_code
         self.message[positions] = message
 
-    def merge(self, positions: np.ndarray, other: Outcomes, *, retried: bool = False) -> None:
-        """Copy ``other`` (results for the rows ``positions``) into this one."""
+    def merge(self, positions: np.ndarray | slice, other: Outcomes, *, retried: bool = False) -> None:
+        """Copy ``other`` (results for the rows ``positions``, an index array or a slice) into this one."""
         self.success[positions] = other.success
         self.created[positions] = other.created
         self.known[positions] = other.known
@@ -98,7 +98,8 @@ class Outcomes:
 
     def positions_with(self, code: str) -> np.ndarray:
         """Positions whose error code is ``code``."""
-        return np.flatnonzero(self.error_code == code)
+        failed = np.flatnonzero(~self.success)  # codes are only ever set on failures
+        return failed[self.error_code[failed] == code]
 
     def finish(self) -> None:
         """Mark rows without any answer as ``RESULT_MISSING`` failures."""
@@ -113,20 +114,18 @@ class Outcomes:
             )
 
     def to_frame(self, index: pd.Index) -> pd.DataFrame:
-        """A frame with :data:`RESULT_COLUMNS`, indexed like the input."""
+        """A frame with :data:`RESULT_COLUMNS`, indexed like the input.
+
+        The frame wraps this object's arrays without copying them: take it last, when
+        nothing will write to this object any more.
+        """
         # Object dtype on purpose: pandas would otherwise turn missing Ids into NaN.
-        text = {name: pd.Series(getattr(self, name), index=index, dtype=object) for name in ("id", "error_code", "message")}
-        return pd.DataFrame(
-            {
-                "success": pd.Series(self.success, index=index),
-                "id": text["id"],
-                "created": pd.Series(self.created, index=index),
-                "error_code": text["error_code"],
-                "message": text["message"],
-                "retried": pd.Series(self.retried, index=index),
-            },
-            index=index,
-        )
+        columns = {
+            name: pd.Series(getattr(self, name), index=index, dtype=object if name in ("id", "error_code", "message") else None, copy=False)
+            for name in RESULT_COLUMNS
+        }
+        # copy=False: no copy, and no consolidation of the three object columns into one block.
+        return pd.DataFrame(columns, index=index, copy=False)
 
 
 def frame_to_results(frame: pd.DataFrame) -> list[RowResult]:
@@ -192,6 +191,32 @@ def _lookup(sent_keys: pa.Array, echoed_keys: pa.Array) -> np.ndarray | None:
     return positions
 
 
+def _split(positions: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    out = []
+    start = 0
+    for length in lengths:
+        out.append(positions[start : start + length])
+        start += length
+    return out
+
+
+def match_on_key(sent: pa.Table, echoed: list[pa.Table], key: str) -> list[np.ndarray] | None:
+    """:func:`match_positions` on ``key`` alone, or None when that cannot be used.
+
+    None when ``key`` repeats in ``sent`` or a non-empty result table lacks it: the
+    caller then matches on every echoed column. Result tables need carry no other
+    column, so a caller can convert only the key column of large result files.
+    """
+    lengths = [t.num_rows for t in echoed]
+    if sum(lengths) == 0:
+        return [np.empty(0, dtype=np.int64) for _ in echoed]
+    present = [t for t in echoed if t.num_rows]
+    if key not in sent.column_names or any(key not in t.column_names for t in present):
+        return None
+    positions = _lookup(_as_keys(sent, [key]), pa.concat_arrays([_as_keys(t, [key]) for t in present]))
+    return None if positions is None else _split(positions, lengths)
+
+
 def match_positions(sent: pa.Table, echoed: list[pa.Table], key: str | None) -> list[np.ndarray]:
     """For each echoed result table, the position in ``sent`` of each of its rows.
 
@@ -204,17 +229,16 @@ def match_positions(sent: pa.Table, echoed: list[pa.Table], key: str | None) -> 
     Returns:
         One int64 array per table in ``echoed``; ``-1`` where a result matches no row.
     """
+    if key is not None:
+        found = match_on_key(sent, echoed, key)
+        if found is not None:
+            return found
     lengths = [t.num_rows for t in echoed]
     if not echoed or sum(lengths) == 0:
         return [np.empty(0, dtype=np.int64) for _ in echoed]
     present = [t for t in echoed if t.num_rows]
     common = [c for c in sent.column_names if all(c in t.column_names for t in present)]
-    attempts = ([[key]] if key in common else []) + [common]
-    positions = None
-    for columns in attempts:
-        positions = _lookup(_as_keys(sent, columns), pa.concat_arrays([_as_keys(t, columns) for t in present]))
-        if positions is not None:
-            break
+    positions = _lookup(_as_keys(sent, common), pa.concat_arrays([_as_keys(t, common) for t in present]))
     if positions is None:
         # Identical rows sent twice: number the occurrences on both sides. Results are
         # concatenated before numbering so the numbering spans the three result files.
@@ -222,9 +246,4 @@ def match_positions(sent: pa.Table, echoed: list[pa.Table], key: str | None) -> 
         echoed_keys = _with_occurrence(pa.concat_arrays([_as_keys(t, common) for t in present]))
         found = pc.index_in(echoed_keys, value_set=sent_keys)
         positions = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    out = []
-    start = 0
-    for length in lengths:
-        out.append(positions[start : start + length])
-        start += length
-    return out
+    return _split(positions, lengths)

@@ -21,7 +21,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -39,6 +39,9 @@ from .guard import BudgetGuard, CallCounter
 from .tls import bulk_requests, route_bulk1
 
 T = TypeVar("T")
+
+#: Bytes per read of a downloaded body (see :meth:`Transport.download`).
+BODY_PIECE = 1 << 20
 
 
 class ApiError(TerminalError):
@@ -306,6 +309,66 @@ class Transport:
             return response
 
         return self._run(kind, run, idempotent, guarded)
+
+    def download(
+        self,
+        kind: str,
+        path: str,
+        *,
+        reuse: bool = False,
+        guarded: bool = True,
+        accept: str = "text/csv",
+        **kwargs: Any,
+    ) -> tuple[bytes | bytearray, Mapping[str, str]]:
+        """GET a large body (a result file, a query page): its bytes and the response headers.
+
+        Like :meth:`request`, with the body read inside the retry rules, but in pieces of
+        :data:`BODY_PIECE` rather than requests' 10 KiB (``.content``): a 10 MB result file
+        then costs one pass through urllib3's read path per HTTP chunk, not several.
+
+        Args:
+            reuse: read into this thread's download buffer and return it (a ``bytearray``),
+                valid only until this thread's next ``reuse`` download: parse it before
+                then. Its memory is kept from body to body; a fresh 10 MB ``bytes`` per
+                body costs the kernel ~2,500 page faults each time.
+        """
+
+        def run() -> tuple[bytes | bytearray, Mapping[str, str]]:
+            token = self._token
+            headers = {"Authorization": f"Bearer {token.access_token}", "Content-Type": "application/json", "Accept": accept}
+            url = path if path.startswith("http") else self.data_url + path.lstrip("/")
+            response = self.session.request("GET", url, headers=headers, timeout=self.timeout, stream=True, **kwargs)
+            try:
+                if response.status_code >= 300:
+                    exception_handler(response, name=path)
+                pieces = response.iter_content(BODY_PIECE)
+                body = self._fill(pieces) if reuse else b"".join(pieces)
+            finally:
+                response.close()  # after a full read, a no-op that keeps the connection pooled
+            return body, response.headers
+
+        return self._run(kind, run, True, guarded)
+
+    def _fill(self, pieces: Iterator[bytes]) -> bytearray:
+        """This thread's download buffer, overwritten with ``pieces`` (see :meth:`download`)."""
+        buf: bytearray | None = getattr(self._local, "body", None)
+        try:
+            if buf is None:
+                raise BufferError
+            buf.append(0)  # fails if a view of the previous body is still alive:
+            del buf[-1]  # that body is then left alone, and a new buffer is used
+        except BufferError:
+            buf = self._local.body = bytearray()
+        n = 0
+        for piece in pieces:
+            end = n + len(piece)
+            if end <= len(buf):
+                buf[n:end] = piece  # same length: a copy, never a reallocation
+            else:
+                buf[n:] = piece  # grows (within the memory already held, after the first bodies)
+            n = end
+        del buf[n:]
+        return buf
 
     def _run(self, kind: str, run: Callable[[], T], idempotent: bool, guarded: bool = True) -> T:
         relogged = False

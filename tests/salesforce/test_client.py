@@ -179,6 +179,41 @@ def test_query_bulk_pages_with_the_locator(rsps, settings, policy, sleeps):
     assert sleeps[0] <= 0.5  # first status check within half a second
 
 
+def test_download_reads_the_whole_body_in_pieces_and_retries_5xx(rsps, settings, policy, sleeps, monkeypatch):
+    import sfsync.salesforce.transport as transport_module
+
+    monkeypatch.setattr(transport_module, "BODY_PIECE", 7)  # many pieces for a small body
+    add_login(rsps)
+    body = to_csv(["Id", "Name"], [[str(i), f"name {i}"] for i in range(50)])
+    url = f"{DATA}/jobs/ingest/750X/successfulResults"
+    rsps.add(responses.GET, url, status=503, body="busy")
+    rsps.add(responses.GET, url, body=body, headers={"Sforce-Locator": "null"}, content_type="text/csv")
+    client = connect(settings, policy=policy)
+    data, headers = client.transport.download("bulk2", "jobs/ingest/750X/successfulResults", guarded=False)
+    assert data == body.encode() and headers["Sforce-Locator"] == "null"
+    assert client.calls["bulk2"] == 2 and len(sleeps) == 1
+    assert rsps.calls[-1].request.headers["Accept"] == "text/csv"
+
+
+def test_download_into_the_reused_buffer_gives_each_body_whole(rsps, settings, policy, monkeypatch):
+    import sfsync.salesforce.transport as transport_module
+
+    monkeypatch.setattr(transport_module, "BODY_PIECE", 5)
+    add_login(rsps)
+    bodies = [b"x" * 40, b"y" * 90, b"z" * 7, b"w" * 60]
+    for i, body in enumerate(bodies):
+        rsps.add(responses.GET, f"{DATA}/r{i}", body=body)
+    transport = connect(settings, policy=policy).transport
+    first, _ = transport.download("bulk2", "r0", reuse=True)
+    assert first == bodies[0]
+    second, _ = transport.download("bulk2", "r1", reuse=True)
+    assert second is first and second == bodies[1]  # the same buffer, overwritten
+    assert transport.download("bulk2", "r2", reuse=True)[0] == bodies[2]
+    held = memoryview(first)  # someone still looks at the last body: it is left alone
+    fourth, _ = transport.download("bulk2", "r3", reuse=True)
+    assert fourth == bodies[3] and fourth is not first and held.tobytes() == bodies[2]
+
+
 def test_query_frames_stays_on_rest_for_small_results(rsps, settings, policy):
     add_login(rsps)
     rsps.add(responses.GET, f"{DATA}/query/", json=_page([{"attributes": {}, "Id": "1", "Active__c": True, "Amount__c": 2.5, "Parent__r": None}]))

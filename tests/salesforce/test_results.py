@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sfsync.salesforce.csvio import csv_chunks, read_csv
-from sfsync.salesforce.results import match_positions, split_errors
+from sfsync.salesforce.results import match_on_key, match_positions, split_errors
 
 values = st.sampled_from(["", "a", "b", "a,b", 'q"x', "line\nbreak", "é"])
 
@@ -57,3 +57,23 @@ def test_csv_chunks_stay_within_limits_and_cover_every_row_once(n, max_rows, max
         assert c.stop - c.start <= max_rows
         assert len(c.data) <= max_bytes or c.stop - c.start == 1
         assert read_csv(c.data).column("Name").to_pylist() == table.column("Name").to_pylist()[c.start : c.stop]
+
+
+def test_read_csv_converts_only_the_columns_asked_for_in_header_order():
+    data = b'"sf__Id","sf__Created",Ext__c,Note__c\n"a1","true","L1","x, ""y""\nz"\n"a2","false","L2",""\n'
+    table = read_csv(data, columns=("Ext__c", "sf__Id", "Absent__c"), threads=False)
+    assert table.column_names == ["sf__Id", "Ext__c"]
+    assert table.to_pydict() == {"sf__Id": ["a1", "a2"], "Ext__c": ["L1", "L2"]}
+    # None of them in the header: every column, as without ``columns``.
+    assert read_csv(data, columns=("Absent__c",)).to_pylist() == read_csv(data).to_pylist()
+    assert read_csv(data).column("Note__c").to_pylist() == ['x, "y"\nz', ""]
+    assert read_csv(b"", columns=("Ext__c",)).num_rows == 0
+
+
+def test_match_on_key_declines_repeated_or_missing_keys():
+    sent = pa.table({"k": ["a", "b", "c"], "v": ["1", "2", "3"]})
+    ok, bad = match_on_key(sent, [pa.table({"k": ["c", "a"]}), pa.table({"k": ["b"]})], "k")
+    assert ok.tolist() == [2, 0] and bad.tolist() == [1]
+    assert match_on_key(pa.table({"k": ["a", "a"], "v": ["1", "2"]}), [pa.table({"k": ["a"]})], "k") is None
+    assert match_on_key(sent, [pa.table({"v": ["1"]})], "k") is None  # a result file without the key
+    assert [p.tolist() for p in match_on_key(sent, [pa.table({"v": []}), pa.table({})], "k")] == [[], []]

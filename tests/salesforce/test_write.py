@@ -75,6 +75,18 @@ def test_bulk2_insert_of_identical_rows_gives_each_row_one_result(client, rsps):
     assert results["success"].all() and results["id"].is_unique and len(results) == 2500
 
 
+def test_bulk2_upsert_with_a_repeated_key_matches_results_on_whole_rows(client, rsps):
+    # The external ID repeats, so the key alone cannot say which result is whose: the result
+    # files are then read in full and matched on every echoed column.
+    FakeBulk2(rsps, lambda row, a: (row["Name__c"] != "bad", "a0X" + row["Name__c"] if row["Name__c"] != "bad" else "", False, MISSING))
+    frame = pd.DataFrame({"Ext__c": ["L1", "L1", "L2"] * 1000, "Name__c": ["one", "bad", "two"] * 1000})
+    results = client.write_frame("Item__c", "upsert", frame, external_id_field="Ext__c", api="bulk2")
+    assert results["success"].tolist() == [True, False, True] * 1000
+    assert results["id"].tolist() == ["a0Xone", None, "a0Xtwo"] * 1000
+    assert results["error_code"].tolist() == [None, "REQUIRED_FIELD_MISSING", None] * 1000
+    assert results["id"].dtype == object and results["message"].dtype == object
+
+
 def _rest_collections(rsps, fake, decide):
     """sObject Collections upsert answering through ``decide`` with the fake's attempt counts."""
     bodies = []
