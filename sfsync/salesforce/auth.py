@@ -317,9 +317,9 @@ def make_session(credentials: Credentials, session: requests.Session | None = No
     A configured CA bundle is what the session verifies HTTPS with (see :mod:`.tls`), so
     that the client trusts a private CA (the emulator's, or a corporate proxy's).
     """
-    from .tls import trust
+    from .tls import Session, trust
 
-    session = session or requests.Session()
+    session = session or Session()
     if credentials.ca_bundle:
         trust(session, str(credentials.ca_bundle))
     return session

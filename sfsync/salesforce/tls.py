@@ -14,13 +14,47 @@ Two quirks make ``session.verify = ca`` not enough:
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.sessions import merge_setting
+from requests.utils import get_environ_proxies
+
+
+class Session(requests.Session):
+    """A requests session that reads the proxy environment once per host, not once per request.
+
+    requests walks the whole process environment (``getproxies``) before every request to
+    find ``HTTPS_PROXY``/``NO_PROXY``: about a millisecond of CPU a call, some 0.5 s for a
+    million line items sent in Bulk API batches. The environment does not change during a
+    run, so the answer is kept per scheme and host; everything else is as requests does it.
+    """
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        """Like :meth:`requests.Session.merge_environment_settings`, the proxy lookup cached."""
+        if self.trust_env:
+            no_proxy = proxies.get("no_proxy") if proxies is not None else None
+            parts = urlsplit(str(url))
+            env_proxies = _environ_proxies(f"{parts.scheme}://{parts.netloc}/", no_proxy)
+            if proxies is not None:
+                for k, v in env_proxies.items():
+                    proxies.setdefault(k, v)
+            if verify is True or verify is None:
+                verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or verify
+        return {"proxies": merge_setting(proxies, self.proxies), "stream": merge_setting(stream, self.stream),
+                "verify": merge_setting(verify, self.verify), "cert": merge_setting(cert, self.cert)}
+
+
+@lru_cache(maxsize=256)
+def _environ_proxies(origin: str, no_proxy: str | None) -> dict[str, str]:
+    return dict(get_environ_proxies(origin, no_proxy=no_proxy))
 
 
 class CaBundleAdapter(HTTPAdapter):
