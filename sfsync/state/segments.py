@@ -76,6 +76,8 @@ def build(keys: pa.Array | pa.ChunkedArray | Sequence[str], sf_ids: pa.Array | S
 
 
 INDEX_COLUMNS = ["khash", "hash", "ver"]
+RUN_CAP = 1 << 20  # states per in-memory run (20 bytes each)
+RUN_CAP_WITH_IDS = 1 << 18  # ... when keys and Ids are held too (~80 bytes each)
 DATA_COLUMNS = ["key", "sf_id"]
 
 
@@ -233,8 +235,8 @@ class Probe:
 class ScopeIndex:
     """The states of one (biller, sObject) in memory, for probing batch after batch.
 
-    Runs are kept in a binary-counter shape (each at least twice the size of the next), so a
-    load that adds a run per batch merges O(log n) times and probes O(log n) runs.
+    Runs are kept in a binary-counter shape (each at least twice the size of the next) up to a
+    cap, so a load that adds a run per batch merges O(log n) times and probes a few runs.
 
     Args:
         with_ids: keep keys and Salesforce Ids too (objects matched by Id, single-key lookups).
@@ -244,6 +246,9 @@ class ScopeIndex:
         self.with_ids = with_ids
         self.runs: list[Run] = []
         self.segments: set[int] = set()  # ids of the segments folded in
+        # No run grows past this: a merge's transient copy stays small whatever the object's size,
+        # and a probe costs about the same across a few runs as in one (versions decide, not order).
+        self.cap = RUN_CAP_WITH_IDS if with_ids else RUN_CAP
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.runs)
@@ -252,49 +257,53 @@ class ScopeIndex:
         """Fold in one segment (its table as decoded)."""
         self.load([(table, segment_id)])
 
-    def load(self, tables: Iterable[tuple[pa.Table, int]], total: int | None = None) -> None:
-        """Fold in segments (tables as decoded, with their ids): one merge for them all.
+    def load(self, tables: Iterable[tuple[pa.Table, int]]) -> None:
+        """Fold in segments (tables as decoded, with their ids), as runs of up to ``cap`` states.
 
-        Without Ids and with ``total`` (their rows, at most), the segments are copied one by one
-        into arrays sized once, so ``tables`` may fetch each segment as it is asked for: memory
-        peaks near twice the index, not at every segment's blob plus copies of them.
+        ``tables`` may fetch each segment as it is asked for: segments are copied, one at a
+        time, into arrays sized once per run, so memory
+        peaks near the index plus one run's merge, not at every segment's blob plus copies.
         """
-        if self.with_ids or total is None:
-            found = []
-            for t, seg_id in tables:
-                self.segments.add(seg_id)
-                if t.num_rows:
-                    found.append(Run.of(versioned(t, seg_id), self.with_ids))
-            if found:
-                self._push(Run.merged(found))
-            return
-        kh = np.empty(total, dtype=np.uint64)
-        h = np.empty(total, dtype=np.int64)
-        ver = np.empty(total, dtype=np.int64)
-        dead: np.ndarray | None = None
-        at = 0
+        group: list[Run] = []
+        size = 0
         for t, seg_id in tables:
             self.segments.add(seg_id)
-            run = Run.of(versioned(t, seg_id), False)
+            if not t.num_rows:
+                continue
+            run = Run.of(versioned(t, seg_id), self.with_ids)
+            if group and size + len(run) > self.cap:
+                self._push(self._fold(group, size))
+                group, size = [], 0
+            group.append(run)
+            size += len(run)
+            del run, t
+        if group:
+            self._push(self._fold(group, size))
+
+    def _fold(self, group: list[Run], size: int) -> Run:
+        """One run from several (the latest state per key hash)."""
+        if len(group) == 1 or self.with_ids:
+            return Run.merged(group)
+        kh = np.empty(size, dtype=np.uint64)
+        h = np.empty(size, dtype=np.int64)
+        ver = np.empty(size, dtype=np.int64)
+        dead: np.ndarray | None = None
+        at = 0
+        while group:  # copy each into place and let it go (its blob with it)
+            run = group.pop(0)
             end = at + len(run)
             kh[at:end], h[at:end], ver[at:end] = run.khash, run.hash, run.ver
             if run.dead is not None:
-                dead = np.zeros(total, dtype=bool) if dead is None else dead
+                dead = np.zeros(size, dtype=bool) if dead is None else dead
                 dead[at:end] = run.dead
             at = end
-            del run, t
-        if at == 0:
-            return
-        kh, h, ver = kh[:at], h[:at], ver[:at]
         idx = latest(kh, ver)
-        kh = kh[idx]
-        h = h[idx]
-        ver = _narrow(ver[idx])
-        self._push(Run(kh, h, None if dead is None else dead[:at][idx], ver))
+        return Run(kh[idx], h[idx], None if dead is None else dead[idx], _narrow(ver[idx]))
 
     def _push(self, run: Run) -> None:
         self.runs.append(run)
-        while len(self.runs) > 1 and 2 * len(self.runs[-1]) >= len(self.runs[-2]):
+        while (len(self.runs) > 1 and 2 * len(self.runs[-1]) >= len(self.runs[-2])
+               and len(self.runs[-1]) + len(self.runs[-2]) <= self.cap):
             newer = self.runs.pop()
             older = self.runs.pop()
             self.runs.append(Run.merged([older, newer]))

@@ -380,7 +380,7 @@ class StateStore:
         if idx is None or (with_ids and not idx.with_ids) or not idx.segments <= ids:
             idx = self._indexes[scope] = ScopeIndex(with_ids)
         todo = [(seg_id, rows) for seg_id, rows in present if seg_id not in idx.segments]
-        idx.load(((self._decoded(seg_id, idx.with_ids), seg_id) for seg_id, _ in todo), sum(r for _, r in todo))
+        idx.load((self._decoded(seg_id, idx.with_ids), seg_id) for seg_id, _ in todo)
         return idx
 
     def _merged(self, biller: str, sobject: str) -> pa.Table:
