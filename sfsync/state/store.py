@@ -38,7 +38,9 @@ from sfsync.state import segments
 from sfsync.state.segments import Probe, ScopeIndex
 
 CHUNK = 5_000  # rows per executemany / IN (...) — well under SQLite's variable limit
-SMALL_SEGMENT_ROWS = 100_000  # segments below this size are merged ...
+# Merging is for the many tiny segments refreshes and small monthly changes leave behind; a
+# bulk load's own batch-sized segments are fine as they are (an index folds them in one pass).
+SMALL_SEGMENT_ROWS = 10_000  # segments below this size are merged ...
 COMPACT_AT = 32  # ... once a scope has more of them than this
 MERGED_ROWS = 250_000  # states per merged segment at most (bounds a merge's memory)
 RUN_STATUSES = ("running", "succeeded", "rejected", "failed", "stopped")
