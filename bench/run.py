@@ -74,8 +74,8 @@ def load_brief_section(r: dict[str, Any], command: str) -> list[str]:
     def stages(x: dict[str, Any]) -> str:
         return "; ".join(f"{k} {v:.1f} s" for k, v in x.get("items_stages", {}).items())
 
-    what = ("the record state goes to a fresh PostgreSQL database (`COPY` + one `INSERT … ON CONFLICT` per "
-            "batch), whose server CPU is not in the worker's figure" if pg else "the state store on SQLite")
+    what = ("the record state goes to a fresh PostgreSQL database (one segment `INSERT` per batch), whose "
+            "server CPU is not in the worker's figure" if pg else "the state store on SQLite")
     return [
         f"### Load{' with the state store on PostgreSQL' if pg else ''}: {r['line_items']:,} line items "
         f"({r['accounts']:,} accounts × {r['months']} months)",
@@ -95,7 +95,14 @@ def load_brief_section(r: dict[str, Any], command: str) -> list[str]:
         "",
         f"Line-item step by stage — first load: {stages(first)}; 5% run: {stages(five)}.",
         "",
+        f"Peak RSS as each object finished — first load: {peaks(first)}; 5% run: {peaks(five)}.",
+        "",
     ]
+
+
+def peaks(x: dict[str, Any]) -> str:
+    """The worker's VmHWM after each object, in load order (where the peak was reached)."""
+    return ", ".join(f"{k.replace('vlocity_cmt__', '')} {v:,} MB" for k, v in x.get("peaks", {}).items()) or "n/a"
 
 
 def load_section(r: dict[str, Any], command: str) -> list[str]:
@@ -138,8 +145,12 @@ def load_section(r: dict[str, Any], command: str) -> list[str]:
         "",
         "Stages: read = the biller's files into Arrow batches; map = the compiled mapping; hash = XXH3 of each "
         "row's text; state = the state store: the stored hashes of the batch's keys (none asked on a first "
-        "load) and each sent row's Id and hash written back; diff = comparing them; frame = the rows as the CSV "
-        "to send; send = Bulk API calls, polls and result parsing; record = results to rows, rejects, counts.",
+        "load; the object's index read once otherwise) and each sent batch's states written back as one "
+        "segment; diff = comparing them; frame = the rows as the CSV to send; send = Bulk API calls, polls and "
+        "result parsing (line items: Bulk API 1.0 Serial, 10,000-row batches, as the shipped mapping says); "
+        "record = results to rows, rejects, counts.",
+        "",
+        f"Peak RSS as each object finished — first load: {peaks(first)}; 5% run: {peaks(five)}.",
         "",
         "| target | figure | |",
         "| --- | --- | --- |",
@@ -149,7 +160,8 @@ def load_section(r: dict[str, Any], command: str) -> list[str]:
         f"| ≥ 5× faster than the plain way | {r['speedup_cpu']:.2f}× less CPU for the line items; wall: first load "
         f"(all objects) {r['speedup_wall']:.2f}×, a monthly 5% run {r.get('speedup_monthly_wall', 0):.1f}× "
         f"| {ok(r['speedup_cpu'] >= 5)} |",
-        f"| peak RSS ≤ 400 MB | {_mb(first['rss_mb'])} | {ok(first['rss_mb'] <= 400)} |",
+        f"| peak RSS ≤ 400 MB | first load {_mb(first['rss_mb'])}, 5% run {_mb(five['rss_mb'])} | "
+        f"{ok(max(first['rss_mb'], five['rss_mb']) <= 400)} |",
         f"| unchanged re-run: 0 records, ≤ 10 API calls | {same['sent']} records, "
         f"{same['calls'].get('api_requests', 0)} calls | "
         f"{ok(same['sent'] == 0 and same['calls'].get('api_requests', 0) <= 10)} |",
