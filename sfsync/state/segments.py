@@ -15,8 +15,8 @@ A deleted key is a *tombstone*: a state with a null hash.
 
 Key hashes are :func:`sfsync.hashing.hash_strings`. Two keys with the same hash share one slot: for an object upserted by
 external ID the worst case is a row sent again (its payload hash will not match the other
-key's), never a row skipped; :class:`ScopeIndex` built ``with_ids`` compares the keys
-themselves, so an Id is never handed to the wrong key.
+key's), never a row skipped; :class:`ScopeIndex` built ``with_ids`` also compares a second,
+independent hash of the keys, so an Id goes to the wrong key with odds of about 2⁻¹²⁸.
 """
 
 from __future__ import annotations
@@ -43,6 +43,15 @@ def key_hashes(keys: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
     """The 64-bit hash of each key (uint64), by which segments are sorted and searched."""
     arr = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(keys, pa.string())
     return hash_strings(arr)
+
+
+def check_hashes(keys: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
+    """A second 64-bit hash of each key, independent of :func:`key_hashes` (another seed)."""
+    arr = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(keys, pa.string())
+    return hash_strings(arr, seed=_CHECK_SEED)
+
+
+_CHECK_SEED = 0x5EED_C4EC
 
 
 def build(keys: pa.Array | pa.ChunkedArray | Sequence[str], sf_ids: pa.Array | Sequence[str | None] | np.ndarray,
@@ -77,7 +86,7 @@ def build(keys: pa.Array | pa.ChunkedArray | Sequence[str], sf_ids: pa.Array | S
 
 INDEX_COLUMNS = ["khash", "hash", "ver"]
 RUN_CAP = 1 << 20  # states per in-memory run (20 bytes each)
-RUN_CAP_WITH_IDS = 1 << 18  # ... when keys and Ids are held too (~80 bytes each)
+RUN_CAP_WITH_IDS = 1 << 18  # ... when key checks and Ids are held too (~50 bytes each)
 DATA_COLUMNS = ["key", "sf_id"]
 
 
@@ -160,14 +169,15 @@ def live(table: pa.Table) -> pa.Table:
 class Run:
     """One sorted run of states in memory: numpy key hashes, payload hashes and versions.
 
-    ``keys`` and ``ids`` are kept only by an index built ``with_ids`` (Arrow arrays).
+    ``check`` (a second, independent 64-bit hash of each key) and ``ids`` (Arrow strings) are
+    kept only by an index built ``with_ids``: an Id is handed out only when both hashes match.
     """
 
     khash: np.ndarray  # uint64, sorted, distinct
     hash: np.ndarray  # int64
     dead: np.ndarray | None  # bool: tombstones (None: none)
     ver: np.ndarray  # int32 (int64 once segment ids outgrow it)
-    keys: pa.Array | None = None
+    check: np.ndarray | None = None  # uint64
     ids: pa.Array | None = None
 
     def __len__(self) -> int:
@@ -186,7 +196,7 @@ class Run:
             hash=h.to_numpy(),
             dead=dead,
             ver=_narrow(table.column("ver").combine_chunks().to_numpy()),
-            keys=table.column("key").combine_chunks() if with_ids else None,
+            check=check_hashes(table.column("key")) if with_ids else None,
             ids=table.column("sf_id").combine_chunks() if with_ids else None,
         )
 
@@ -204,12 +214,11 @@ class Run:
         dead = None
         if any(r.dead is not None for r in runs):
             dead = np.concatenate([r.dead if r.dead is not None else np.zeros(len(r), bool) for r in runs])[idx]
-        keys = ids = None
-        if all(r.keys is not None and r.ids is not None for r in runs):
-            at = pa.array(idx)
-            keys = pa.concat_arrays([r.keys for r in runs]).take(at)
-            ids = pa.concat_arrays([r.ids for r in runs]).take(at)
-        return cls(kh, h, dead, ver, keys, ids)
+        check = ids = None
+        if all(r.check is not None and r.ids is not None for r in runs):
+            check = np.concatenate([r.check for r in runs])[idx]
+            ids = pa.concat_arrays([r.ids for r in runs]).take(pa.array(idx))
+        return cls(kh, h, dead, ver, check, ids)
 
 
 def _narrow(ver: np.ndarray) -> np.ndarray:
@@ -325,15 +334,16 @@ class ScopeIndex:
         best_dead = np.zeros(n, dtype=bool)
         best_run = np.full(n, -1, dtype=np.int64)
         best_pos = np.zeros(n, dtype=np.int64)
+        checks: np.ndarray | None = None
         for r, run in enumerate(self.runs):
             pos = np.searchsorted(run.khash, kh)
             pos[pos == len(run)] = 0
             hit = run.khash[pos] == kh
-            if self.with_ids and run.keys is not None and hit.any():
-                # Compare the keys themselves: two keys with one hash must not share an Id.
-                where = np.flatnonzero(hit)
-                same = pc.equal(run.keys.take(pa.array(pos[where])), arr.take(pa.array(order[where])))
-                hit[where] = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+            if run.check is not None:
+                # Two keys with one hash must not share an Id: a second hash must match too.
+                if checks is None:
+                    checks = check_hashes(arr)[order]
+                hit &= run.check[pos] == checks
             ver = run.ver[pos]
             win = hit & (ver > best_ver)
             best_ver[win] = ver[win]
