@@ -2,7 +2,7 @@
 
 ``BENCH_SCALE=small`` (a couple of minutes) · default ``1m`` (the issue's figures: 1M line items)
 · ``5m`` (also the load at 5M line items, for the flat-memory check; the in-memory emulator then
-needs more than 23 GB of RAM: ~1.8 KB per record it holds).
+holds ~8.5M records, ~6 GB at ~700 bytes each).
 Each benchmark runs in its own process; its readable output goes to the terminal as it comes.
 """
 
