@@ -3,20 +3,21 @@
 A load records a state (key, Salesforce Id, payload hash) for every row it sends: a million
 rows a month for line items alone. A row per state in a SQL table costs 2–5 µs per row to
 write and 1.5–2.5 µs to probe (B-tree pages touched in random key order). Here a write is
-one *segment*: an Arrow IPC blob of the batch's states sorted by a 64-bit hash of the key,
-stored as one row of ``state_segments``. A probe searches the segments of one
-(biller, sObject) held in memory as sorted numpy arrays (:class:`ScopeIndex`): 16–20 bytes a
-state, a binary search per key.
+one *segment*: the batch's states sorted by a 64-bit hash of the key, as two Arrow blobs
+(hashes; keys and Ids) in one row of ``state_segments``. A probe searches the segments of one
+(biller, sObject) held in memory as sorted numpy arrays (:class:`ScopeIndex`): about 20 bytes
+a state, a binary search per key.
 
 Every state carries a version, the id of the segment it was first written in (ids only grow),
 and the highest version of a key wins. That makes any set of segments mergeable in any order
 (compaction, and segments another process committed late) without losing which write came last.
 A deleted key is a *tombstone*: a state with a null hash.
 
-Key hashes are :func:`sfsync.hashing.hash_strings`. Two keys with the same hash share one slot: for an object upserted by
-external ID the worst case is a row sent again (its payload hash will not match the other
-key's), never a row skipped; :class:`ScopeIndex` built ``with_ids`` also compares a second,
-independent hash of the keys, so an Id goes to the wrong key with odds of about 2⁻¹²⁸.
+Key hashes are :func:`sfsync.hashing.hash_strings`. Two keys with the same hash share one
+slot: for an object upserted by external ID the worst case is a row sent again (its payload
+hash will not match the other key's), never a row skipped; :class:`ScopeIndex` built
+``with_ids`` also compares a second, independent hash of the keys, so an Id goes to the wrong
+key with odds of about 2⁻¹²⁸.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ SCHEMA = pa.schema([
     ("key", pa.string()),
     ("sf_id", pa.string()),
 ])
+INDEX_COLUMNS = ["khash", "hash", "ver"]  # the hashes blob (``ver`` as read back)
+DATA_COLUMNS = ["key", "sf_id"]  # the data blob
+RUN_CAP = 1 << 20  # states per in-memory run (20 bytes each)
+RUN_CAP_WITH_IDS = 1 << 18  # ... when key checks and Ids are held too (~50 bytes each)
+_CHECK_SEED = 0x5EED_C4EC
 
 
 def key_hashes(keys: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
@@ -50,8 +56,6 @@ def check_hashes(keys: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray
     arr = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(keys, pa.string())
     return hash_strings(arr, seed=_CHECK_SEED)
 
-
-_CHECK_SEED = 0x5EED_C4EC
 
 
 def build(keys: pa.Array | pa.ChunkedArray | Sequence[str], sf_ids: pa.Array | Sequence[str | None] | np.ndarray,
@@ -82,12 +86,6 @@ def build(keys: pa.Array | pa.ChunkedArray | Sequence[str], sf_ids: pa.Array | S
                 else pa.array(list(hashes), pa.int64()))
     idx = pa.array(take)
     return pa.table([pa.array(kh[last]), hash_arr.take(idx), key_arr.take(idx), id_arr.take(idx)], schema=SCHEMA)
-
-
-INDEX_COLUMNS = ["khash", "hash", "ver"]
-RUN_CAP = 1 << 20  # states per in-memory run (20 bytes each)
-RUN_CAP_WITH_IDS = 1 << 18  # ... when key checks and Ids are held too (~50 bytes each)
-DATA_COLUMNS = ["key", "sf_id"]
 
 
 def encode(table: pa.Table) -> tuple[bytes, bytes]:
