@@ -26,6 +26,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+#: ``resolve(sobject, field, values) -> {value: Id}``. A resolver may also offer
+#: ``lookup(sobject, field, values: pa.Array) -> (values found, their Ids)``, the Arrow path
+#: :meth:`MappedBatch.resolve` prefers (``sfsync.jobs.resolve.LookupResolver`` does).
 Resolver = Callable[[str, str, set[str]], Mapping[str, str]]
 REJECT_COLUMNS = ["_source", "_key", "code", "message"]
 
@@ -127,10 +130,14 @@ class MappedBatch:
         reasons: dict[int, str] = {}
         for lk in pending:
             col = rows.column(lk.column).combine_chunks()
-            values = set(pc.unique(col.drop_null()).to_pylist())
-            found = dict(resolve(lk.sobject, lk.match_field, values)) if values else {}
-            keys = pa.array(list(found.keys()), type=pa.string())
-            ids = pa.array(list(found.values()), type=pa.string())
+            distinct = pc.unique(col.drop_null()).cast(pa.string())
+            lookup = getattr(resolve, "lookup", None)
+            if lookup is not None and len(distinct):  # the Arrow path: no Python object per value
+                keys, ids = lookup(lk.sobject, lk.match_field, distinct)
+            else:
+                found = dict(resolve(lk.sobject, lk.match_field, set(distinct.to_pylist()))) if len(distinct) else {}
+                keys = pa.array(list(found.keys()), type=pa.string())
+                ids = pa.array(list(found.values()), type=pa.string())
             idx = pc.index_in(col, value_set=keys)
             resolved = ids.take(idx) if len(keys) else pa.nulls(n, pa.string())
             missing = pc.and_(col.is_valid(), idx.is_null()).to_numpy(zero_copy_only=False)
