@@ -252,7 +252,7 @@ class Loader:
         if len(mapped) == 0:
             return
         if any(lk.deferred for lk in mapped.lookups):
-            deferred.append(mapped)
+            deferred.append(mapped.deferred_part())  # only what the after-step needs
         with self._stage("frame"):
             frame = mapped.to_csv_frame()
             keys = mapped.rows.column("_key").combine_chunks()

@@ -108,6 +108,16 @@ class MappedBatch:
             A batch with ``_source``, ``_key``, the composite key columns and each deferred
             field (resolved Ids); rows whose deferred value is empty are left out.
         """
+        part = self.deferred_part()
+        return part._resolve([lk for lk in part.lookups if lk.deferred and lk.column in part.rows.column_names], resolve)
+
+    def deferred_part(self) -> MappedBatch:
+        """Just what :meth:`deferred_updates` needs (what a load keeps until its object is done).
+
+        The rows with a deferred value, with ``_source``, ``_key``, the key columns and the
+        deferred fields only: a load over 250,000 accounts keeps a few columns of the accounts
+        that have a parent, not every mapped batch.
+        """
         deferred = [lk for lk in self.lookups if lk.deferred and lk.column in self.rows.column_names]
         if not deferred:
             return replace(self, rows=self.rows.slice(0, 0), rejects=empty_rejects(), skipped=0, skipped_by={})
@@ -117,9 +127,8 @@ class MappedBatch:
         subset = self.rows.filter(pa.array(any_value))
         keep = ["_source", "_key", *[k for k in self.key_fields if k in subset.column_names]]
         keep += [c for lk in deferred for c in (lk.field, lk.column)]
-        sub = replace(self, rows=subset.select(list(dict.fromkeys(keep))), rejects=empty_rejects(),
-                      skipped=0, skipped_by={})
-        return sub._resolve(deferred, resolve)
+        return replace(self, rows=subset.select(list(dict.fromkeys(keep))), rejects=empty_rejects(),
+                       skipped=0, skipped_by={})
 
     def _resolve(self, pending: list[LookupField], resolve: Resolver) -> MappedBatch:
         if not pending:
