@@ -50,10 +50,9 @@ def _move_rows() -> None:
                     sa.column('merged'), sa.column('run_id'), sa.column('created_at'), sa.column('hashes'), sa.column('data'))
     scopes = conn.execute(sa.text("SELECT DISTINCT biller, sobject FROM record_state")).fetchall()
     for biller, sobject in scopes:
-        rows = conn.execute(sa.text("SELECT key, sf_id, hash FROM record_state WHERE biller = :b AND sobject = :s "
-                                    "ORDER BY key"), {"b": biller, "s": sobject}).fetchall()
-        for i in range(0, len(rows), _CHUNK):
-            part = rows[i:i + _CHUNK]
+        query = sa.text("SELECT key, sf_id, hash FROM record_state WHERE biller = :b AND sobject = :s ORDER BY key")
+        result = conn.execute(query.execution_options(stream_results=True), {"b": biller, "s": sobject})
+        while part := result.fetchmany(_CHUNK):  # a segment per chunk: memory stays one chunk's worth
             table = segments.build([r[0] for r in part], [r[1] for r in part], [int(r[2]) for r in part])
             hashes, data = segments.encode(table)
             conn.execute(sa.insert(segs).values(biller=biller, sobject=sobject, rows=table.num_rows, merged=False,
