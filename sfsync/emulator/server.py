@@ -1,4 +1,8 @@
-"""Serve an org over HTTPS on loopback (werkzeug's threaded server with an SSL context).
+"""Serve an org over HTTPS on loopback (cheroot's HTTP/1.1 server with keep-alive, TLS).
+
+cheroot rather than werkzeug's development server: werkzeug closes every connection, so a
+client would pay a TLS handshake (and a CA-file load) for each API call, which a real org
+does not make it pay; cheroot keeps connections alive and serves them from a thread pool.
 
 :func:`run_in_thread` is for tests and demos; :func:`serve` is what ``sfsync emulator
 serve`` runs (blocking, stops cleanly on Ctrl-C / SIGTERM and flushes the state).
@@ -18,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from sfsync.emulator import auth
 from sfsync.emulator.app import EmulatorApp, create_app
@@ -41,7 +46,7 @@ class ServerHandle:
     connection_file: Path
     tls: TlsFiles
     org: Org
-    server: BaseWSGIServer
+    server: wsgi.Server
     thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _flusher: threading.Thread | None = None
@@ -53,18 +58,37 @@ class ServerHandle:
     def stop(self) -> None:
         """Stop serving, wait for the server thread, flush the org's state."""
         self._stop.set()
-        self.server.shutdown()
+        self.server.stop()
         if self.thread is not None:
             self.thread.join(timeout=10)
-        self.server.server_close()
         self.org.close()
 
 
-def _ssl_context(tls: TlsFiles) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(tls.server_cert), str(tls.server_key))
-    return ctx
+#: Threads answering requests (idle kept-alive connections do not hold one).
+SERVER_THREADS = 16
+#: Seconds a connection may stay silent mid-request or idle between requests.
+CONNECTION_TIMEOUT_S = 75
+
+
+def _ssl_adapter(tls: TlsFiles) -> BuiltinSSLAdapter:
+    adapter = BuiltinSSLAdapter(str(tls.server_cert), str(tls.server_key))
+    adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return adapter
+
+
+def _error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+    log.log(level if level >= logging.ERROR else logging.DEBUG, "emulator: %s", msg, exc_info=traceback)
+
+
+def _chunked_input(app: Any) -> Any:
+    """Mark a dechunked request body as complete, so werkzeug reads it without a Content-Length."""
+
+    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            environ["wsgi.input_terminated"] = True
+        return app(environ, start_response)
+
+    return wrapped
 
 
 def _static_token(org: Org) -> str:
@@ -114,9 +138,12 @@ def start_server(org: Org, *, host: str = "127.0.0.1", port: int = 0, state_dir:
     cert_pem = tls.jwt_cert.read_bytes()
     if cert_pem not in org.jwt_certificates:
         org.jwt_certificates.append(cert_pem)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
-    server = make_server(host, port, app or create_app(org), threaded=True, ssl_context=_ssl_context(tls))
-    bound_port = server.socket.getsockname()[1]
+    server = wsgi.Server((host, port), _chunked_input(app or create_app(org)), numthreads=SERVER_THREADS,
+                         server_name="sfsync-emulator", timeout=CONNECTION_TIMEOUT_S, request_queue_size=64)
+    server.ssl_adapter = _ssl_adapter(tls)
+    server.error_log = _error_log  # to logging (a refused TLS handshake is not worth a stderr line)
+    server.prepare()  # binds: the port is known from here on
+    bound_port = server.bind_addr[1]
     url_host = f"[{host}]" if ":" in host else host
     url = f"https://{url_host}:{bound_port}"
     connection = write_connection(org, url, state_dir, tls)
@@ -136,7 +163,7 @@ def _flush_loop(handle: ServerHandle) -> None:
 def run_in_thread(org: Org, port: int = 0, *, host: str = "127.0.0.1", state_dir: Path | None = None) -> ServerHandle:
     """Serve ``org`` from a background thread; call ``handle.stop()`` when done."""
     handle = start_server(org, host=host, port=port, state_dir=state_dir)
-    handle.thread = threading.Thread(target=handle.server.serve_forever, name="sfsync-emulator", daemon=True)
+    handle.thread = threading.Thread(target=handle.server.serve, name="sfsync-emulator", daemon=True)
     handle.thread.start()
     handle._flusher = threading.Thread(target=_flush_loop, args=(handle,), name="sfsync-emulator-flush", daemon=True)
     handle._flusher.start()
@@ -155,18 +182,18 @@ def serve(org: Org, *, host: str = "127.0.0.1", port: int = 8443, state_dir: Pat
         on_ready(handle)
 
     def stop(signum: int, frame: Any) -> None:
-        # shutdown() blocks until serve_forever returns, so it must run off this thread.
-        threading.Thread(target=handle.server.shutdown, daemon=True).start()
+        # stop() waits for the serving loop, so it must run off this thread.
+        threading.Thread(target=handle.server.stop, daemon=True).start()
 
     previous = signal.signal(signal.SIGTERM, stop)
     flusher = threading.Thread(target=_flush_loop, args=(handle,), name="sfsync-emulator-flush", daemon=True)
     flusher.start()
     try:
-        handle.server.serve_forever()
+        handle.server.serve()
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
         handle._stop.set()
-        handle.server.server_close()
+        handle.server.stop()
         org.close()
