@@ -60,13 +60,14 @@ class SeenKeys:
             occurrence was in an earlier batch).
         """
         n = len(h)
-        order = np.argsort(h, kind="stable")
+        order = np.argsort(h)  # not stable (5x faster than stable): each group's first row is its smallest index
         hs = h[order]
         first_in_run = np.ones(n, dtype=bool)
         first_in_run[1:] = hs[1:] != hs[:-1]
-        run_start = np.maximum.accumulate(np.where(first_in_run, np.arange(n), 0))
+        starts = np.flatnonzero(first_in_run)
+        first_of_group = np.minimum.reduceat(order, starts) if n else order
         first_idx = np.empty(n, dtype=np.int64)
-        first_idx[order] = order[run_start]
+        first_idx[order] = first_of_group[np.cumsum(first_in_run) - 1]
         dup = first_idx != np.arange(n)
         hit = np.zeros(n, dtype=bool)
         for run in self.runs:

