@@ -26,3 +26,10 @@ def test_record_states_of_0001_move_into_segments_with_their_hashes(db_url: str)
     assert got["LI-0"].hash == -(2**62) and got["LI-1499"].sf_id == f"a0B{1499:015d}" and "LI-1500" not in got
     assert store.count_states("acme") == 1500 and store.get_states("beta", "Item", ["LI-1"])["LI-1"].hash == 7
     assert "record_state" in store.table_counts()
+
+
+def test_head_constant_is_the_newest_migration_script() -> None:
+    # The store checks the database against HEAD without importing Alembic: it must not drift.
+    from sfsync.state.migrate import HEAD
+
+    assert HEAD == head()
