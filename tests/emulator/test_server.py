@@ -112,3 +112,29 @@ def test_salesforce_bulk_streams_a_batch_over_https(server: ServerHandle, monkey
     results = list(bulk.get_batch_results(batch, job))
     assert [(r.success, r.created) for r in results] == [("true", "true"), ("true", "true")]
     assert server.org.counters["records_ingested"] == 2
+
+
+def test_connections_are_kept_alive_and_closed_by_stop(tmp_path: Path) -> None:
+    # Like Salesforce: many calls, one TLS connection (werkzeug's dev server closed every one).
+    handle = run_in_thread(Org(state_dir=tmp_path), port=0)
+    conn = handle.connection()
+    session = _session(conn["ca_bundle"])
+    headers = {"Authorization": f"Bearer {conn['access_token']}", "Content-Type": "application/json"}
+    url = f"{conn['instance_url']}/services/data/v59.0"
+    ports = set()
+    try:
+        for i in range(5):
+            # A body the app answers without reading in full must not corrupt the next request.
+            r = session.post(f"{url}/sobjects/NoSuchObject__c/", data=json.dumps({"Name": "x" * 5000 + str(i)}),
+                             headers=headers, stream=True)
+            ports.add(r.raw.connection.sock.getsockname()[1])  # this end of the TCP connection
+            assert r.status_code == 404 and r.json()[0]["errorCode"] == "NOT_FOUND"
+            r = session.get(f"{url}/limits", headers=headers, stream=True)
+            ports.add(r.raw.connection.sock.getsockname()[1])
+            assert r.status_code == 200 and "DailyApiRequests" in r.json()
+            assert "close" not in r.headers.get("Connection", "").lower()
+        assert len(ports) == 1
+    finally:
+        handle.stop()
+    with pytest.raises(requests.ConnectionError):  # the kept connection went with the server
+        session.get(f"{url}/limits", headers=headers, timeout=5)
