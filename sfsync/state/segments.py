@@ -129,7 +129,8 @@ def versioned(table: pa.Table, segment_id: int) -> pa.Table:
 
 def latest(kh: np.ndarray, ver: np.ndarray) -> np.ndarray:
     """Indices of the winning state per key hash (the highest version), in key-hash order."""
-    order = np.argsort(kh, kind="stable")
+    # Not a stable sort (5x faster, no merge buffer): ties of equal key hashes are settled by version below.
+    order = np.argsort(kh)
     if len(order) < 2:
         return order
     ks = kh[order]
@@ -295,7 +296,7 @@ class ScopeIndex:
             return Run.merged(group)
         kh = np.empty(size, dtype=np.uint64)
         h = np.empty(size, dtype=np.int64)
-        ver = np.empty(size, dtype=np.int64)
+        ver = np.empty(size, dtype=np.result_type(*[r.ver.dtype for r in group]))  # int32 while ids fit
         dead: np.ndarray | None = None
         at = 0
         while group:  # copy each into place and let it go (its blob with it)
@@ -306,8 +307,18 @@ class ScopeIndex:
                 dead = np.zeros(size, dtype=bool) if dead is None else dead
                 dead[at:end] = run.dead
             at = end
-        idx = latest(kh, ver)
-        return Run(kh[idx], h[idx], None if dead is None else dead[idx], _narrow(ver[idx]))
+        # Sort the arrays themselves, one at a time (each old one freed as its sorted copy is made):
+        # the transient peak is one array and the order, not every column twice.
+        order = np.argsort(kh)
+        kh = kh[order]
+        h = h[order]
+        ver = ver[order]
+        dead = None if dead is None else dead[order]
+        del order
+        if len(kh) > 1 and bool((kh[1:] == kh[:-1]).any()):  # a key in several segments: keep its latest
+            idx = latest(kh, ver)
+            kh, h, ver, dead = kh[idx], h[idx], ver[idx], None if dead is None else dead[idx]
+        return Run(kh, h, dead, _narrow(ver))
 
     def _push(self, run: Run) -> None:
         self.runs.append(run)
