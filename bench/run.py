@@ -179,8 +179,18 @@ def other_section(name: str, rs: list[dict[str, Any]], command: str) -> list[str
     return [*lines, ""]
 
 
+def reference_seconds() -> float:
+    """CPU seconds of a fixed pure-Python loop: how fast this machine is, to compare runs across machines."""
+    t = time.process_time()
+    total = 0
+    for i in range(20_000_000):
+        total += i
+    return time.process_time() - t
+
+
 def main() -> None:
     scale = os.environ.get("BENCH_SCALE", "1m")
+    reference = reference_seconds()
     if scale not in SCALES:
         sys.exit(f"BENCH_SCALE must be one of {', '.join(SCALES)}, not {scale!r}")
     started = time.perf_counter()
@@ -203,6 +213,8 @@ def main() -> None:
         "",
         f"Written by `make bench` (`BENCH_SCALE={scale}`) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"machine speed: a reference loop (20M Python additions) took {reference:.2f} CPU-s (the smaller, the "
+        "faster: CPU figures scale with it between machines); "
         f"{time.perf_counter() - started:.0f} s in all. Rerun: `make bench` "
         "(`BENCH_SCALE=small make bench` for a quick run, `BENCH_SCALE=5m make bench` adds 5M line items).",
         "",
