@@ -76,8 +76,12 @@ def _ssl_adapter(tls: TlsFiles) -> BuiltinSSLAdapter:
     return adapter
 
 
-def _error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
-    log.log(level if level >= logging.ERROR else logging.DEBUG, "emulator: %s", msg, exc_info=traceback)
+class _Server(wsgi.Server):
+    """cheroot's WSGI server, its error log sent to logging (a refused TLS handshake is no stderr line)."""
+
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        """Log ``msg``: errors as errors, the rest (dropped clients, handshakes) at debug."""
+        log.log(level if level >= logging.ERROR else logging.DEBUG, "emulator: %s", msg, exc_info=traceback)
 
 
 def _chunked_input(app: Any) -> Any:
@@ -138,10 +142,9 @@ def start_server(org: Org, *, host: str = "127.0.0.1", port: int = 0, state_dir:
     cert_pem = tls.jwt_cert.read_bytes()
     if cert_pem not in org.jwt_certificates:
         org.jwt_certificates.append(cert_pem)
-    server = wsgi.Server((host, port), _chunked_input(app or create_app(org)), numthreads=SERVER_THREADS,
+    server = _Server((host, port), _chunked_input(app or create_app(org)), numthreads=SERVER_THREADS,
                          server_name="sfsync-emulator", timeout=CONNECTION_TIMEOUT_S, request_queue_size=64)
     server.ssl_adapter = _ssl_adapter(tls)
-    server.error_log = _error_log  # to logging (a refused TLS handshake is not worth a stderr line)
     server.prepare()  # binds: the port is known from here on
     bound_port = server.bind_addr[1]
     url_host = f"[{host}]" if ":" in host else host

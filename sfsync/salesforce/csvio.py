@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
@@ -28,9 +27,9 @@ def frame_to_table(frame: pd.DataFrame) -> pa.Table:
 
 def write_csv(table: pa.Table) -> bytes:
     """CSV bytes with a header row, LF line endings, strings quoted."""
-    sink = io.BytesIO()
+    sink = pa.BufferOutputStream()  # native: no Python call per block written, as a BytesIO costs
     pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=True, quoting_style="needed"))
-    return sink.getvalue()
+    return sink.getvalue().to_pybytes()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ import contextlib
 import fcntl
 from collections.abc import Iterator
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
