@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
-from itertools import compress
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,6 +43,8 @@ from sfsync.jobs.match import CompositeMatcher
 from sfsync.jobs.memory import give_back_memory, peak_rss_mb
 from sfsync.jobs.resolve import LookupResolver
 from sfsync.jobs.runner import RunContext
+from sfsync.jobs.window import WINDOW_ROWS, Item, Window
+from sfsync.mappers.batch import empty_rejects
 from sfsync.state import Reject
 from sfsync.state.segments import Probe
 
@@ -133,24 +134,27 @@ class Loader:
             self.logger.info("mapping started", biller=biller.name, mapping=compiled.name, sobject=compiled.sobject)
             deferred: list[MappedBatch] = []
             self._cpu = defaultdict(float)
-            for batch in self._timed_read(biller.read(compiled.mapping.source.entity or "", full=self.options.reread)):
-                self._batch(biller, compiled, batch, deferred)
-                point = "load.after_record" if batch.checkpoint is not None else "load.mid_file"
-                crash_point(point)
-                crash_point(f"{point}.{compiled.sobject}")
-                # A retry reads only some keys: its files are not loaded in full, so they stay
-                # unprocessed (a fixed row without a key comes back with the next `sfsync load`).
-                # Nor is a file committed whose rows failed for a passing reason (locks, a failed
-                # job, a parent that failed): the next run reads it again and sends just those.
-                if batch.checkpoint is not None and not self.options.dry_run and self.options.only_keys is None:
-                    if batch.source in self._send_again:
-                        self.logger.info("file kept for the next run: rows to send again", biller=biller.name,
-                                         source=batch.source)
-                    else:
-                        biller.commit(batch.checkpoint)
-                self.run.api_calls.update(self.client.calls)
-                self.run.flush()
-                give_back_memory()
+            # A first load of an external-ID object has nothing to compare with: batches stream
+            # straight through. Otherwise they wait in a window for one scan of the store.
+            window = None if compiled.sobject in self._fresh else Window()
+            try:
+                for batch in self._timed_read(biller.read(compiled.mapping.source.entity or "", full=self.options.reread)):
+                    prepared = self._prepare(biller.name, compiled, batch)
+                    item = Item(batch.source, batch.checkpoint, batch.num_rows, *(prepared or (None, None)))
+                    if window is None:
+                        if item.mapped is not None and item.hashes is not None:
+                            self._settle(biller.name, compiled, item.mapped, item.hashes,
+                                         Probe.empty(len(item.hashes)), deferred)
+                        self._done(biller, compiled, item)
+                        continue
+                    window.add(item)
+                    if batch.checkpoint is not None or window.rows >= WINDOW_ROWS:
+                        self._flush(biller, compiled, window, deferred)
+                if window is not None and len(window):
+                    self._flush(biller, compiled, window, deferred)
+            finally:
+                if window is not None:
+                    window.close()
             if deferred and not self.options.dry_run:
                 self._deferred(biller.name, compiled, deferred)
             if not self.options.dry_run:
@@ -182,8 +186,46 @@ class Loader:
             self._cpu[name] += time.process_time() - t
 
     # -- one batch -----------------------------------------------------------------------------
-    def _batch(self, biller: Biller, compiled: CompiledMapping, batch: Batch, deferred: list[MappedBatch]) -> None:
-        sobject, name = compiled.sobject, biller.name
+    def _done(self, biller: Biller, compiled: CompiledMapping, item: Item) -> None:
+        """After a batch's rows are recorded: progress, crash rehearsals, its checkpoint."""
+        self._progress(compiled.sobject, item.num_rows)
+        point = "load.after_record" if item.checkpoint is not None else "load.mid_file"
+        crash_point(point)
+        crash_point(f"{point}.{compiled.sobject}")
+        # A retry reads only some keys: its files are not loaded in full, so they stay
+        # unprocessed (a fixed row without a key comes back with the next `sfsync load`).
+        # Nor is a file committed whose rows failed for a passing reason (locks, a failed
+        # job, a parent that failed): the next run reads it again and sends just those.
+        if item.checkpoint is not None and not self.options.dry_run and self.options.only_keys is None:
+            if item.source in self._send_again:
+                self.logger.info("file kept for the next run: rows to send again", biller=biller.name,
+                                 source=item.source)
+            else:
+                biller.commit(item.checkpoint)
+        self.run.api_calls.update(self.client.calls)
+        self.run.flush()
+        give_back_memory()
+
+    def _flush(self, biller: Biller, compiled: CompiledMapping, window: Window, deferred: list[MappedBatch]) -> None:
+        """Scan the store once for the window's keys, then settle its batches in order."""
+        stored: Probe | None = None
+        if window.rows:
+            with self._stage("state"):
+                stored = self.store.scan_states(biller.name, compiled.sobject, window.keys(),
+                                                with_ids=not compiled.external_id)
+        at = 0
+        for item in window.drain():
+            if item.mapped is not None and item.hashes is not None and stored is not None:
+                n = len(item.hashes)
+                self._source = item.source
+                self._settle(biller.name, compiled, item.mapped, item.hashes, stored.slice(at, at + n), deferred)
+                at += n
+            item.mapped = None
+            self._done(biller, compiled, item)
+
+    def _prepare(self, name: str, compiled: CompiledMapping, batch: Batch) -> tuple[MappedBatch, np.ndarray] | None:
+        """Rejects, mapping, orphans and payload hashes of one batch (None: nothing left to send)."""
+        sobject = compiled.sobject
         self._source = batch.source
         if batch.rejects is not None and batch.rejects.num_rows:
             r = batch.rejects.to_pydict()
@@ -191,9 +233,9 @@ class Loader:
                           for s, c, m in zip(r["_source"], r["code"], r["message"], strict=True)], sobject)
         if batch.file_error:
             self.logger.warning("file not loaded", biller=name, source=batch.source, error=batch.file_error)
-            return
+            return None
         if batch.num_rows == 0:
-            return
+            return None
         self.run.count(sobject, read=batch.num_rows)
         with self._stage("map"):
             mapped = compiled.apply(batch.table, biller=name, trim_date=self.options.trim_date)
@@ -205,37 +247,33 @@ class Loader:
             wanted = pa.array(sorted(self.options.only_keys.get(sobject, set())), pa.string())
             mapped = replace(mapped, rows=mapped.rows.filter(pc.is_in(mapped.rows.column("_key"), wanted)))
         if len(mapped) == 0:
-            self._progress(sobject, batch.num_rows)
-            return
-
+            return None
         # Hash what determines the payload: the fields, with lookups by the biller's value (the
         # Id they resolve to is derived), so an unchanged re-run needs no lookup query at all.
         lookup_targets = {lk.field for lk in mapped.lookups}
         cols = [c for c in mapped.rows.column_names if c not in ("_source", "_key") and c not in lookup_targets]
         with self._stage("hash"):
             hashes = payload_hash(mapped.rows, cols)
-        keys = mapped.rows.column("_key")
-        with self._stage("state"):
-            # A first load of an external-ID object has nothing to compare with: no probe per row.
-            # Ids are needed only where records are matched by Id (no external ID).
-            stored = (Probe.empty(len(keys)) if sobject in self._fresh
-                      else self.store.probe_states(name, sobject, keys, with_ids=not compiled.external_id))
+        # Its rejects are recorded: what travels on (and may wait on disk) is the rows.
+        return replace(mapped, rejects=empty_rejects()), hashes
+
+    def _settle(self, name: str, compiled: CompiledMapping, mapped: MappedBatch, hashes: np.ndarray,
+                stored: Probe, deferred: list[MappedBatch]) -> None:
+        """Compare with what the store holds (``stored``, aligned with the rows) and send what changed."""
+        sobject = compiled.sobject
         with self._stage("diff"):
             d = diff(hashes, stored, full=self.options.full)
         n_unchanged = int(d.unchanged.sum())
         self.run.count(sobject, unchanged=n_unchanged)
         if self.options.dry_run:
             self._plan(sobject, mapped, d.new, d.changed, n_unchanged)
-            self._progress(sobject, batch.num_rows)
             return
         send = d.send
         if not send.any():
-            self._progress(sobject, batch.num_rows)
             return
         idx = np.flatnonzero(send)
         sub = replace(mapped, rows=mapped.rows.take(pa.array(idx)))
         self._send(name, compiled, sub, hashes[idx], d.known_ids.iloc[idx].tolist(), deferred)
-        self._progress(sobject, batch.num_rows)
 
     def _send(self, biller: str, compiled: CompiledMapping, mapped: MappedBatch, hashes: np.ndarray,
               known_ids: list[str | None], deferred: list[MappedBatch]) -> None:
@@ -405,8 +443,9 @@ class Loader:
         retried = results["retried"].fillna(0).to_numpy(dtype=int)
         if len(compiled.key_fields) == 1 and compiled.key_fields[0] in frame.columns and (
                 self.remember is None or (sobject, compiled.key_fields[0]) in self.remember):
-            col = frame[compiled.key_fields[0]].tolist()
-            self.resolver.remember(sobject, compiled.key_fields[0], zip(compress(col, ok), ids[ok].tolist(), strict=True))
+            values = pa.array(frame[compiled.key_fields[0]].to_numpy(dtype=object)[ok], pa.string(), from_pandas=True)
+            self.resolver.remember_arrays(sobject, compiled.key_fields[0], values,
+                                          pa.array(ids[ok], pa.string(), from_pandas=True))
         bad = np.flatnonzero(~ok)
         if len(bad):
             codes, messages = results["error_code"].tolist(), results["message"].tolist()

@@ -33,20 +33,24 @@ class _Cache:
 
     values: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
     ids: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
-    new_values: list[str] = field(default_factory=list)
-    new_ids: list[str] = field(default_factory=list)
+    pending: list[tuple[pa.Array, pa.Array]] = field(default_factory=list)
 
-    def add(self, values: Iterable[str], ids: Iterable[str]) -> None:
-        """Add pairs; a value already known keeps its first Id (the oldest record wins)."""
-        self.new_values.extend(values)
-        self.new_ids.extend(ids)
+    def add(self, values: Iterable[str] | pa.Array, ids: Iterable[str] | pa.Array) -> None:
+        """Add pairs; a value already known keeps its first Id (the oldest record wins).
+
+        Kept as Arrow arrays at once (no Python string per pair while they wait).
+        """
+        v = values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
+        i = ids if isinstance(ids, pa.Array) else pa.array(list(ids), pa.string())
+        if len(v):
+            self.pending.append((v.cast(pa.string()), i.cast(pa.string())))
 
     def sealed(self) -> tuple[pa.Array, pa.Array]:
         """The arrays, with pending pairs folded in (first occurrence of a value wins)."""
-        if self.new_values:
-            values = pa.concat_arrays([self.values, pa.array(self.new_values, pa.string())])
-            ids = pa.concat_arrays([self.ids, pa.array(self.new_ids, pa.string())])
-            self.new_values, self.new_ids = [], []
+        if self.pending:
+            values = pa.concat_arrays([self.values, *[v for v, _ in self.pending]])
+            ids = pa.concat_arrays([self.ids, *[i for _, i in self.pending]])
+            self.pending = []
             # dictionary_encode numbers values by first appearance: keep each value's first row.
             codes = pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False)
             _, first = np.unique(codes, return_index=True)
@@ -94,6 +98,12 @@ class LookupResolver:
         if kept:
             values, ids = zip(*kept, strict=True)
             self._cache.setdefault((sobject, field), _Cache()).add(values, ids)
+
+    def remember_arrays(self, sobject: str, field: str, values: pa.Array, ids: pa.Array) -> None:
+        """:meth:`remember` for columns (a load's written batch): pairs with an empty side are left out."""
+        values, ids = values.cast(pa.string()), ids.cast(pa.string())
+        keep = pc.and_(pc.fill_null(pc.not_equal(values, ""), False), pc.fill_null(pc.not_equal(ids, ""), False))
+        self._cache.setdefault((sobject, field), _Cache()).add(values.filter(keep), ids.filter(keep))
 
     def _query(self, sobject: str, field: str, values: list[str]) -> None:
         cache = self._cache.setdefault((sobject, field), _Cache())

@@ -43,6 +43,10 @@ class RecordState:
 
 
 
+class _SegmentGone(LookupError):
+    """A segment listed a moment ago was merged away by another process."""
+
+
 class RecordStates:
     """Record-state methods of the state store (a mixin: needs ``engine``)."""
 
@@ -54,10 +58,50 @@ class RecordStates:
         """What was last sent for each key (aligned with ``keys``); Salesforce Ids only ``with_ids``."""
         return self._index(biller, sobject, with_ids).probe(keys)
 
+    def scan_states(self, biller: str, sobject: str, keys: pa.Array | pa.ChunkedArray | Sequence[str], *,
+                    with_ids: bool = False) -> Probe:
+        """What was last sent for each key, in one pass over the stored segments (nothing kept).
+
+        Same answer as :meth:`probe_states`, for a load's window of rows: memory follows the
+        window, not the scope (a million line items' states are never held at once). Salesforce
+        Ids are read only from the segments that hold a found key.
+        """
+        arr = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(keys, pa.string())
+        n = len(arr)
+        for _ in range(3):  # a segment merged away by another process mid-scan: scan again
+            scan = segments.Scan(segments.key_hashes(arr)) if n else None
+            try:
+                for seg_id, _rows in (self._segment_ids(biller, sobject) if n else []):
+                    scan.add(self._decoded(seg_id, with_data=False), seg_id)  # type: ignore[union-attr]
+                if scan is None:
+                    return Probe.empty(n, with_ids)
+                probe = scan.probe()
+                if not with_ids:
+                    return probe
+                return self._with_ids(biller, sobject, arr, scan, probe)
+            except _SegmentGone:
+                continue
+        raise RuntimeError(f"state of {biller}/{sobject} kept changing under a scan")  # pragma: no cover
+
+    def _with_ids(self, biller: str, sobject: str, keys: pa.Array | pa.ChunkedArray, scan: segments.Scan,
+                  probe: Probe) -> Probe:
+        # Two keys with one hash must not share an Id: a second, independent hash must match too.
+        uniq_ids = np.full(len(scan.uniq), None, dtype=object)
+        uniq_check = np.zeros(len(scan.uniq), dtype=np.uint64)
+        for seg_id, at, pos in scan.winners():
+            data = self._data(seg_id)
+            took = pa.array(pos)
+            uniq_ids[at] = data.column("sf_id").take(took).to_numpy(zero_copy_only=False)
+            uniq_check[at] = segments.check_hashes(data.column("key").take(took))
+        same = uniq_check[scan.inverse] == segments.check_hashes(keys)
+        present = probe.present & same
+        ids = np.where(present, uniq_ids[scan.inverse], None)
+        return Probe(present, np.where(present, probe.hash, 0), ids)
+
     def get_states(self, biller: str, sobject: str, keys: Iterable[str]) -> dict[str, RecordState]:
         """The stored state of the given keys (absent keys are simply missing from the result)."""
         wanted = list(dict.fromkeys(keys))
-        p = self.probe_states(biller, sobject, wanted, with_ids=True)
+        p = self.scan_states(biller, sobject, wanted, with_ids=True)
         ids = p.sf_ids if p.sf_ids is not None else [None] * len(wanted)
         return {k: RecordState(k, i, int(h)) for k, i, h, hit in zip(wanted, ids, p.hash.tolist(), p.present, strict=True)
                 if hit}
@@ -187,8 +231,19 @@ class RecordStates:
         t = m.state_segments
         cols = [t.c.hashes, t.c.data] if with_data else [t.c.hashes]
         with self.engine.connect() as c:
-            row = c.execute(select(*cols).where(t.c.id == seg_id)).one()
+            row = c.execute(select(*cols).where(t.c.id == seg_id)).first()
+        if row is None:
+            raise _SegmentGone(seg_id)
         return segments.decode(row[0], row[1] if with_data else None, seg_id)
+
+    def _data(self, seg_id: int) -> pa.Table:
+        """One segment's keys and Ids (its data blob), in the segment's (key-hash) order."""
+        t = m.state_segments
+        with self.engine.connect() as c:
+            row = c.execute(select(t.c.data).where(t.c.id == seg_id)).first()
+        if row is None:
+            raise _SegmentGone(seg_id)
+        return pa.ipc.open_file(pa.py_buffer(row[0])).read_all()
 
     def _index(self, biller: str, sobject: str, with_ids: bool) -> ScopeIndex:
         scope = (biller, sobject)

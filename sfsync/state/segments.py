@@ -241,6 +241,11 @@ class Probe:
         return cls(np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64),
                    np.full(n, None, dtype=object) if with_ids else None)
 
+    def slice(self, start: int, stop: int) -> Probe:
+        """The part for rows ``start:stop`` (a batch of a window)."""
+        return Probe(self.present[start:stop], self.hash[start:stop],
+                     None if self.sf_ids is None else self.sf_ids[start:stop])
+
 
 class ScopeIndex:
     """The states of one (biller, sObject) in memory, for probing batch after batch.
@@ -375,3 +380,75 @@ class ScopeIndex:
                 if len(at) and run.ids is not None:
                     ids[order[at]] = run.ids.take(pa.array(best_pos[at])).to_numpy(zero_copy_only=False)
         return Probe(present, stored, ids)
+
+
+class Scan:
+    """The latest state of a window of keys, found in one pass over a scope's segments.
+
+    Nothing of the scope stays in memory: each segment's index (key hashes, payload hashes,
+    versions) is searched as it is read, and only the window's winners are kept — about 40
+    bytes per window key, whatever the size of the scope. A load probes a window of rows
+    (a file, or :data:`sfsync.jobs.window.WINDOW_ROWS`) this way instead of holding an
+    index of every state (see :class:`ScopeIndex` for the probe-many-times case).
+    """
+
+    def __init__(self, khash: np.ndarray) -> None:
+        self.uniq, self.inverse = np.unique(khash, return_inverse=True)
+        n = len(self.uniq)
+        self.ver = np.full(n, -1, dtype=np.int64)
+        self.hash = np.zeros(n, dtype=np.int64)
+        self.dead = np.zeros(n, dtype=bool)
+        self.seg = np.full(n, -1, dtype=np.int64)
+        self.pos = np.zeros(n, dtype=np.int64)
+
+    def add(self, table: pa.Table, segment_id: int) -> None:
+        """Search one segment (its versioned index columns, sorted by key hash) for the window's keys."""
+        n = len(self.uniq)
+        skh = table.column("khash").combine_chunks().to_numpy()
+        if not n or not len(skh):
+            return
+        # Both sides are sorted and distinct: search the smaller one in the larger.
+        if len(skh) <= n:
+            at = np.searchsorted(self.uniq, skh)
+            at[at == n] = 0
+            hit = self.uniq[at] == skh
+            mine, theirs = at[hit], np.flatnonzero(hit)
+        else:
+            at = np.searchsorted(skh, self.uniq)
+            at[at == len(skh)] = 0
+            hit = skh[at] == self.uniq
+            mine, theirs = np.flatnonzero(hit), at[hit]
+        if not len(mine):
+            return
+        ver = table.column("ver").combine_chunks().to_numpy()[theirs]
+        win = ver > self.ver[mine]
+        mine, theirs = mine[win], theirs[win]
+        if not len(mine):
+            return
+        h = table.column("hash").combine_chunks().take(pa.array(theirs))
+        self.ver[mine] = ver[win]
+        self.dead[mine] = h.is_null().to_numpy(zero_copy_only=False) if h.null_count else False
+        self.hash[mine] = pc.fill_null(h, 0).to_numpy() if h.null_count else h.to_numpy()
+        self.seg[mine] = segment_id
+        self.pos[mine] = theirs
+
+    def found(self) -> np.ndarray:
+        """Per distinct key hash: a live state was found."""
+        return (self.ver >= 0) & ~self.dead
+
+    def probe(self) -> Probe:
+        """The result aligned with the window's keys (Ids not filled in: see :meth:`winners`)."""
+        found = self.found()
+        return Probe(found[self.inverse], np.where(found, self.hash, 0)[self.inverse], None)
+
+    def winners(self) -> Iterable[tuple[int, np.ndarray, np.ndarray]]:
+        """(segment id, distinct-key indices, positions in that segment) of the live states found."""
+        found = self.found()
+        idx = np.flatnonzero(found)
+        segs = self.seg[idx]
+        order = np.argsort(segs, kind="stable")
+        idx, segs = idx[order], segs[order]
+        bounds = np.flatnonzero(np.diff(segs)) + 1
+        for part in np.split(np.arange(len(idx)), bounds):
+            if len(part):
+                yield int(segs[part[0]]), idx[part], self.pos[idx[part]]

@@ -17,6 +17,7 @@ import pytest
 from sfsync.app import App
 from sfsync.cli import main as sfsync
 from sfsync.emulator.org import Org
+from sfsync.jobs.load import LoadOptions
 from tests.jobs.conftest import (
     ACCOUNT,
     BALANCE,
@@ -124,13 +125,13 @@ def test_first_load_creates_everything_with_mapped_values_and_relationships(
 def test_first_load_probes_no_state_for_external_id_objects_and_times_each_object(
         load: Loader, routed: Org, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     probed: list[str] = []
-    real = app.store.probe_states
+    real = app.store.scan_states
 
     def spy(biller: str, sobject: str, keys: Any, **kw: Any) -> Any:
         probed.append(sobject)
         return real(biller, sobject, keys, **kw)
 
-    monkeypatch.setattr(app.store, "probe_states", spy)
+    monkeypatch.setattr(app.store, "scan_states", spy)
     report = load()
 
     # Nothing was stored for these objects before: no per-row probe. Composite-key objects
@@ -194,6 +195,65 @@ def test_after_mutate_only_changed_rows_are_sent(load: Loader, routed: Org, data
     for ext in expected:
         name = next(n for n, rows in new.items() if ext[5:] in rows)
         assert float(items[ext]["vlocity_cmt__CurrencyAmount__c"]) == float(new[name][ext[5:]])
+
+
+def test_windows_smaller_than_a_file_and_spilled_to_disk_send_exactly_the_changes(
+        config: Path, routed: Org, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from sfsync.billers.sample import mutate
+    from sfsync.jobs import load as load_module
+    from sfsync.jobs import window as window_module
+    from sfsync.jobs.load_run import run_load
+
+    # Batches of 8 rows, a scan of the store every 20 rows, everything past 10 rows on disk.
+    config.write_text(config.read_text().replace("kind: files\n", "kind: files\n    batch_size: 8\n"))
+    monkeypatch.setattr(load_module, "WINDOW_ROWS", 20)
+    monkeypatch.setattr(window_module, "KEEP_IN_MEMORY_ROWS", 10)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill))
+    spilled: list[int] = []
+    real_spill = window_module.Window._spill
+
+    def counting(self: Any, item: Any) -> None:
+        spilled.append(1)
+        real_spill(self, item)
+
+    monkeypatch.setattr(window_module.Window, "_spill", counting)
+
+    def load(**opts: Any) -> Any:
+        app = App(config_path=config)
+        try:
+            return run_load(app, options=LoadOptions(**opts), progress=False)
+        finally:
+            app.close()
+
+    first = load()
+    assert first.run.status == "succeeded"
+    items = {p.name: {r["line_item_id"]: r["amount"] for r in rows_of(p)} for p in data.glob("line_items_*.csv")}
+    assert len(routed.records(ITEM)) == sum(len(v) for v in items.values())
+    balances = len(routed.records(BALANCE))
+    spilled.clear()
+    changed = mutate(data, 5, seed=11)
+    new = {p.name: {r["line_item_id"]: r["amount"] for r in rows_of(p)} for p in data.glob("line_items_*.csv")}
+    ingested = routed.counters["records_ingested"]
+
+    again = load()
+
+    counts = again.run.plain_counts()
+    assert counts[ITEM]["sent"] == counts[ITEM]["updated"] == changed > 0
+    assert counts[ITEM]["unchanged"] == counts[ITEM]["read"] - changed
+    assert routed.counters["records_ingested"] - ingested == changed
+    got = by_ext(routed, ITEM)
+    for name, rows in new.items():
+        for k, v in rows.items():
+            if items[name][k] != v:
+                assert float(got[f"acme:{k}"]["vlocity_cmt__CurrencyAmount__c"]) == float(v)
+    # Balances (matched by Id from the store, no External ID) were updated in place, not duplicated.
+    assert len(routed.records(BALANCE)) == balances
+    assert spilled and not list(spill.iterdir()), "windows were not spilled, or their files were left behind"
+    assert load(reread=True).run.plain_counts()[ITEM].get("sent", 0) == 0
 
 
 def test_dry_run_writes_nothing_and_reports_what_it_would_do(load: Loader, routed: Org, app: App, data: Path) -> None:

@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfsync.state.segments import ScopeIndex, build, merge, versioned
+from sfsync.state.segments import Scan, ScopeIndex, build, merge, versioned
+from sfsync.state.segments import key_hashes as segments_key_hashes
 
 writes = st.lists(  # segments, each a list of (key, hash or None for a delete)
     st.lists(st.tuples(st.sampled_from([f"k{i}" for i in range(12)]), st.one_of(st.none(), st.integers(-5, 5))),
@@ -44,6 +45,19 @@ def test_probe_finds_the_latest_write_whatever_was_merged(segments: list[list[tu
         assert h == (want if want is not None else 0), k
     if p.sf_ids is not None:
         assert [i for i in p.sf_ids if i is not None] == [f"id-{k}" for k in asked if expected.get(k) is not None]
+    # One pass over the same segments (a load's window scan) finds the same, whatever their order;
+    # keys asked twice (and keys never written) included.
+    twice = asked + data.draw(st.lists(st.sampled_from(asked + ["nope"]), max_size=6))
+    scan = Scan(segments_key_hashes(twice))
+    for n, table in enumerate(order):
+        scan.add(table, 1000 + n)
+    s = scan.probe()
+    assert s.present.tolist() == [expected.get(k) is not None for k in twice]
+    assert s.hash.tolist() == [expected.get(k) or 0 for k in twice]
+    by_id = {1000 + n: t for n, t in enumerate(order)}
+    for seg_id, at, pos in scan.winners():
+        keys = by_id[seg_id].column("key").take(pos).to_pylist()
+        assert sorted(keys) == sorted({twice[i] for i in range(len(twice)) if scan.inverse[i] in set(at.tolist())})
 
 
 def test_one_write_of_a_key_twice_keeps_the_last() -> None:

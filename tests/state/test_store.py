@@ -52,6 +52,10 @@ def test_record_state_bulk_upsert_and_lookup(db_url: str) -> None:
     store.put_states("other", "Obj", [("k1", None, 99)], rid)
     got = store.get_states("b", "Obj", ["k1", "k2", "missing"])
     assert got["k1"].sf_id == "a01000000000001AAA" and got["k1"].hash == -5
+    for p in (store.probe_states("b", "Obj", ["k2", "k1", "missing", "k1"], with_ids=True),
+              store.scan_states("b", "Obj", ["k2", "k1", "missing", "k1"], with_ids=True)):
+        assert p.present.tolist() == [True, True, False, True] and p.hash.tolist() == [2, -5, 0, -5]
+        assert p.sf_ids is not None and p.sf_ids.tolist() == [None, "a01000000000001AAA", None, "a01000000000001AAA"]
     assert got["k2"].hash == 2 and "missing" not in got
     assert sum(1 for _ in store.iter_states("b", "Obj")) == n
     # 64-bit hashes survive the round trip at both ends of the range.
@@ -81,6 +85,11 @@ def test_latest_write_wins_across_segments_processes_and_compaction(db_url: str)
     assert b.table_counts()["state_segments"] < before, "small segments were not merged"
     assert p.hash[100:140].tolist() == list(range(100, 140)) and p.hash[5:20].tolist() == [3] * 15
     assert not p.present[0] and not p.present[999] and p.present[1:999].all()
+    # A load's one-pass scan (no index held) finds the same, from either worker.
+    for store in (a, b):
+        s = store.scan_states("b", "Item", keys + keys[:3])
+        assert (s.present == np.concatenate([p.present, p.present[:3]])).all()
+        assert (s.hash == np.concatenate([p.hash, p.hash[:3]])).all() and s.sf_ids is None
     # Worker a sees the merge (its folded-in segments are gone) and rebuilds its index.
     assert (a.probe_states("b", "Item", keys).hash == p.hash).all()
     assert a.count_states("b", "Item") == 998 and b.table_counts()["record_state"] == 998

@@ -1,0 +1,110 @@
+"""A load's window: mapped batches that wait for one scan of the state store, on disk.
+
+Probing the store batch by batch needs every stored state of the object in memory (an index
+that grows with the object: 20 bytes a line item, 50 with Ids). A window instead collects the
+mapped, hashed batches of a file (at most :data:`WINDOW_ROWS` rows), asks the store about all
+their keys in one pass over its segments (:meth:`StateStore.scan_states`), then hands the
+batches back one at a time with their part of the answer. What waits goes to an Arrow IPC
+file in a temporary directory (uncompressed: written and mapped back at memory speed), so a
+load holds one batch, the window's keys and the answer — whatever the size of the object.
+
+A batch's checkpoint (a file's last batch, a cursor) travels with it and is committed only
+after its rows are recorded, exactly as without a window.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from sfsync.mappers import MappedBatch
+
+WINDOW_ROWS = 500_000  # rows per scan of the store: each scan reads every segment of the object once
+KEEP_IN_MEMORY_ROWS = 60_000  # a window this small (one batch, a refresh) is not written out
+
+
+@dataclass
+class Item:
+    """One batch of the window: its mapped rows (in memory or spilled) and what commits it."""
+
+    source: str | None
+    checkpoint: object | None
+    num_rows: int  # rows the biller read (progress)
+    mapped: MappedBatch | None = None  # None: nothing to send (all rejected, or an empty batch)
+    hashes: np.ndarray | None = None
+    path: Path | None = None  # where the rows wait, once spilled
+
+
+class Window:
+    """Batches of one mapping waiting for their scan; iterate :meth:`drain` after :meth:`keys`."""
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []
+        self.rows = 0  # mapped rows waiting
+        self._keys: list[pa.Array] = []
+        self._dir: Path | None = None
+        self._in_memory = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, item: Item) -> None:
+        """Queue one batch (``item.mapped`` None when it has nothing to send)."""
+        self.items.append(item)
+        if item.mapped is None:
+            return
+        self.rows += len(item.mapped)
+        self._keys.append(item.mapped.rows.column("_key").combine_chunks())
+        self._in_memory += len(item.mapped)
+        if self._in_memory > KEEP_IN_MEMORY_ROWS:
+            for waiting in self.items:
+                self._spill(waiting)
+            self._in_memory = 0
+
+    def keys(self) -> pa.ChunkedArray:
+        """The ``_key`` of every waiting row, in order."""
+        return pa.chunked_array(self._keys, pa.string())
+
+    def drain(self) -> Iterator[Item]:
+        """The batches in order, rows back in memory one at a time; the window is empty after."""
+        try:
+            while self.items:
+                item = self.items.pop(0)
+                if item.path is not None and item.mapped is not None:
+                    with pa.memory_map(str(item.path)) as src:
+                        rows = pa.ipc.open_file(src).read_all()
+                    item.mapped = replace(item.mapped, rows=rows)
+                    item.path.unlink(missing_ok=True)
+                    item.path = None
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Forget what waits and remove the spill directory."""
+        self.items.clear()
+        self._keys.clear()
+        self.rows = self._in_memory = 0
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def _spill(self, item: Item) -> None:
+        if item.mapped is None or item.path is not None:
+            return
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="sfsync-window-"))
+        path = self._dir / f"{id(item):x}.arrow"
+        rows = item.mapped.rows
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+            writer.write_table(rows)
+        item.path = path
+        item.mapped = replace(item.mapped, rows=rows.schema.empty_table())
