@@ -95,7 +95,8 @@ class RecordStates:
             uniq_check[at] = segments.check_hashes(data.column("key").take(took))
         same = uniq_check[scan.inverse] == segments.check_hashes(keys)
         present = probe.present & same
-        ids = np.where(present, uniq_ids[scan.inverse], None)
+        ids = uniq_ids[scan.inverse]
+        ids[~present] = None
         return Probe(present, np.where(present, probe.hash, 0), ids)
 
     def get_states(self, biller: str, sobject: str, keys: Iterable[str]) -> dict[str, RecordState]:
