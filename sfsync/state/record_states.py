@@ -72,7 +72,7 @@ class RecordStates:
             scan = segments.Scan(segments.key_hashes(arr)) if n else None
             try:
                 for seg_id, _rows in (self._segment_ids(biller, sobject) if n else []):
-                    scan.add(self._decoded(seg_id, with_data=False), seg_id)  # type: ignore[union-attr]
+                    scan.add(self._index_of(seg_id), seg_id)  # type: ignore[union-attr]
                 if scan is None:
                     return Probe.empty(n, with_ids)
                 probe = scan.probe()
@@ -236,6 +236,15 @@ class RecordStates:
         if row is None:
             raise _SegmentGone(seg_id)
         return segments.decode(row[0], row[1] if with_data else None, seg_id)
+
+    def _index_of(self, seg_id: int) -> pa.Table:
+        """One segment's index columns as stored (no ``ver`` column unless merged)."""
+        t = m.state_segments
+        with self.engine.connect() as c:
+            row = c.execute(select(t.c.hashes).where(t.c.id == seg_id)).first()
+        if row is None:
+            raise _SegmentGone(seg_id)
+        return segments.decode_index(row[0])
 
     def _data(self, seg_id: int) -> pa.Table:
         """One segment's keys and Ids (its data blob), in the segment's (key-hash) order."""

@@ -120,6 +120,11 @@ def decode(index: bytes, data: bytes | None, segment_id: int) -> pa.Table:
     return table
 
 
+def decode_index(index: bytes) -> pa.Table:
+    """A segment's index columns (``khash``, ``hash``, and ``ver`` once merged), zero-copy views of ``index``."""
+    return pa.ipc.open_file(pa.py_buffer(index)).read_all()
+
+
 def versioned(table: pa.Table, segment_id: int) -> pa.Table:
     """The table with a ``ver`` column (the segment id for states written fresh)."""
     if "ver" in table.column_names:
@@ -400,27 +405,31 @@ class Scan:
         self.dead = np.zeros(n, dtype=bool)
         self.seg = np.full(n, -1, dtype=np.int64)
         self.pos = np.zeros(n, dtype=np.int64)
+        # A filter on the top bits of the key hash (8 slots per key: ~1 in 8 states of other keys
+        # pass): most of a segment's states are dismissed by one lookup instead of a binary search.
+        bits = max(10, int(n).bit_length() + 3)
+        self._shift = np.uint64(64 - bits)
+        self._filter = np.zeros(1 << bits, dtype=bool)
+        self._filter[self.uniq >> self._shift] = True
 
     def add(self, table: pa.Table, segment_id: int) -> None:
-        """Search one segment (its versioned index columns, sorted by key hash) for the window's keys."""
+        """Search one segment (its index columns, sorted by key hash) for the window's keys.
+
+        States without a ``ver`` column carry ``segment_id`` as their version.
+        """
         n = len(self.uniq)
         skh = table.column("khash").combine_chunks().to_numpy()
         if not n or not len(skh):
             return
-        # Both sides are sorted and distinct: search the smaller one in the larger.
-        if len(skh) <= n:
-            at = np.searchsorted(self.uniq, skh)
-            at[at == n] = 0
-            hit = self.uniq[at] == skh
-            mine, theirs = at[hit], np.flatnonzero(hit)
-        else:
-            at = np.searchsorted(skh, self.uniq)
-            at[at == len(skh)] = 0
-            hit = skh[at] == self.uniq
-            mine, theirs = np.flatnonzero(hit), at[hit]
+        theirs = np.flatnonzero(self._filter[skh >> self._shift])
+        at = np.searchsorted(self.uniq, skh[theirs])
+        at[at == n] = 0
+        hit = self.uniq[at] == skh[theirs]
+        mine, theirs = at[hit], theirs[hit]
         if not len(mine):
             return
-        ver = table.column("ver").combine_chunks().to_numpy()[theirs]
+        ver = (table.column("ver").combine_chunks().to_numpy()[theirs] if "ver" in table.column_names
+               else np.full(len(theirs), segment_id, dtype=np.int64))  # a segment as written: its id
         win = ver > self.ver[mine]
         mine, theirs = mine[win], theirs[win]
         if not len(mine):
