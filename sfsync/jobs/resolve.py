@@ -4,9 +4,10 @@ Few values: ``SELECT Id, F FROM S WHERE F IN (…)`` in chunks. Many values: one
 record of ``S`` that has ``F`` (Bulk 2.0 when large) — far fewer API calls than thousands of
 ``IN`` lists. Records the run itself created are remembered without asking the org again.
 
-The cache is two Arrow string arrays per (object, field) — value and Id, about 40 bytes a
-record where a Python dict took ~150 — so a run over 250,000 accounts holds ~10 MB, and a
-batch's values are looked up with one hash join (:meth:`LookupResolver.lookup`).
+The cache is two Arrow string arrays per (object, field) — value and Id — and the values'
+64-bit hashes sorted, about 55 bytes a record where a Python dict took ~150: a run over
+250,000 accounts holds ~14 MB, and a batch's values are looked up by binary search
+(:meth:`LookupResolver.lookup`), without building a hash table of every known value per batch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sfsync.hashing import hash_strings
 from sfsync.mappers.keys import MAX_KEYS_PER_QUERY, soql_literal
 
 if TYPE_CHECKING:
@@ -29,10 +31,18 @@ PRELOAD_THRESHOLD = 2_000  # more values than this: read the whole (object, fiel
 
 @dataclass
 class _Cache:
-    """Known (value → Id) of one (object, field): sealed Arrow arrays plus pairs not yet sealed."""
+    """Known (value → Id) of one (object, field): sealed Arrow arrays plus pairs not yet sealed.
+
+    Sealed pairs are searched by a 64-bit hash of the value (a sorted numpy array, then a
+    string comparison of each candidate), so a batch's lookup builds no hash table of every
+    known value: memory stays ~55 bytes a known record, whatever the batch.
+    """
 
     values: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
     ids: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # of values, in their order
+    sorted_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    order: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # sorted position → row
     pending: list[tuple[pa.Array, pa.Array]] = field(default_factory=list)
 
     def add(self, values: Iterable[str] | pa.Array, ids: Iterable[str] | pa.Array) -> None:
@@ -48,17 +58,39 @@ class _Cache:
     def sealed(self) -> tuple[pa.Array, pa.Array]:
         """The arrays, with pending pairs folded in (first occurrence of a value wins)."""
         if self.pending:
-            values = pa.concat_arrays([self.values, *[v for v, _ in self.pending]])
+            new_values = pa.concat_arrays([v for v, _ in self.pending])
+            values = pa.concat_arrays([self.values, new_values])
             ids = pa.concat_arrays([self.ids, *[i for _, i in self.pending]])
+            hashes = np.concatenate([self.hashes, hash_strings(new_values)])
             self.pending = []
-            # dictionary_encode numbers values by first appearance: keep each value's first row.
-            codes = pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False)
-            _, first = np.unique(codes, return_index=True)
-            if len(first) < len(values):
-                keep = pa.array(np.sort(first))
-                values, ids = values.take(keep), ids.take(keep)
-            self.values, self.ids = values, ids
+            # Keep each value's first row (equal values hash alike; a stable sort keeps row order).
+            order = np.argsort(hashes, kind="stable")
+            ordered = hashes[order]
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = ordered[1:] != ordered[:-1]
+            if not first.all():
+                rows = np.sort(order[first])
+                keep = pa.array(rows)
+                values, ids, hashes = values.take(keep), ids.take(keep), hashes[rows]
+                order = np.argsort(hashes, kind="stable")
+                ordered = hashes[order]
+            self.values, self.ids, self.hashes = values, ids, hashes
+            self.sorted_hashes, self.order = ordered, order
         return self.values, self.ids
+
+    def find(self, values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """(found mask, row of each found value) for distinct ``values``, against the sealed pairs."""
+        known, _ = self.sealed()
+        n = len(values)
+        if not len(known) or not n:
+            return np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
+        h = hash_strings(values)
+        at = np.searchsorted(self.sorted_hashes, h)
+        at[at == len(self.sorted_hashes)] = 0
+        rows = self.order[at]
+        hit = self.sorted_hashes[at] == h
+        same = pc.fill_null(pc.equal(values.cast(pa.string()), known.take(pa.array(rows))), False)
+        return hit & same.to_numpy(zero_copy_only=False), rows
 
 
 class LookupResolver:
@@ -79,18 +111,15 @@ class LookupResolver:
         """The (values, Ids) of those of ``values`` (distinct strings) that resolve: the Arrow path."""
         pair = (sobject, field)
         cache = self._cache.setdefault(pair, _Cache())
-        known, ids = cache.sealed()
-        hit = pc.is_in(values, value_set=known)
-        missing = values.filter(pc.invert(hit))
+        hit, _ = cache.find(values)
+        missing = values.filter(pa.array(~hit))
         if len(missing) and pair not in self._complete:
             if len(missing) > self.preload_threshold:
                 self._preload(sobject, field)
             else:
                 self._query(sobject, field, missing.to_pylist())
-            known, ids = cache.sealed()
-        at = pc.index_in(values, value_set=known)
-        found = at.is_valid()
-        return values.filter(found), ids.take(at.filter(found))
+        found, rows = cache.find(values)
+        return values.filter(pa.array(found)), cache.ids.take(pa.array(rows[found]))
 
     def remember(self, sobject: str, field: str, pairs: Iterable[tuple[str | None, str | None]]) -> None:
         """Add (value, Id) pairs the run learned by writing (e.g. accounts it just created)."""

@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sfsync.jobs.resolve import LookupResolver
 
@@ -58,3 +60,36 @@ def test_many_values_read_the_whole_field_once() -> None:
     assert len(org.soql) == 1 and "IN (" not in org.soql[0]
     r.lookup("Account", "AccountNumber", pa.array(["BA-5999", "BA-7"]))  # read in full: no more queries
     assert len(org.soql) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from([f"BA-{i}" for i in range(15)] + [""]),
+                                   st.sampled_from(["001A", "001B", "001C", ""])), max_size=8), max_size=5),
+       st.lists(st.sampled_from([f"BA-{i}" for i in range(20)]), unique=True, max_size=20),
+       st.booleans())
+def test_lookup_answers_like_a_dict_of_first_writes(batches: list[list[tuple[str, str]]], asked: list[str],
+                                                     collide: bool) -> None:
+    import numpy as np
+
+    from sfsync.jobs import resolve
+
+    expected: dict[str, str] = {}
+    r = LookupResolver(Org([]), preload_threshold=1_000)  # type: ignore[arg-type]
+    real = resolve.hash_strings
+    try:
+        if collide:  # two hash values for every string: candidates are checked by value, not hash
+            resolve.hash_strings = lambda v: real(v) & np.uint64(1)  # type: ignore[assignment]
+        for batch in batches:
+            r.remember_arrays("Account", "AccountNumber", pa.array([v for v, _ in batch], pa.string()),
+                              pa.array([i for _, i in batch], pa.string()))
+            for v, i in batch:
+                if v and i:
+                    expected.setdefault(v, i)
+            values, ids = r.lookup("Account", "AccountNumber", pa.array(asked, pa.string()))
+            got = dict(zip(values.to_pylist(), ids.to_pylist(), strict=True))
+            if not collide:
+                assert got == {k: expected[k] for k in asked if k in expected}
+            else:  # colliding values may be dropped from the cache (then asked of the org), never mixed up
+                assert all(expected.get(k) == i for k, i in got.items())
+    finally:
+        resolve.hash_strings = real
