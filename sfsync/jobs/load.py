@@ -136,7 +136,7 @@ class Loader:
             self._cpu = defaultdict(float)
             # A first load of an external-ID object has nothing to compare with: batches stream
             # straight through. Otherwise they wait in a window for one scan of the store.
-            window = None if compiled.sobject in self._fresh else Window()
+            window = None if compiled.sobject in self._fresh else Window(with_ids=not compiled.external_id)
             try:
                 for batch in self._timed_read(biller.read(compiled.mapping.source.entity or "", full=self.options.reread)):
                     prepared = self._prepare(biller.name, compiled, batch)
@@ -211,8 +211,8 @@ class Loader:
         stored: Probe | None = None
         if window.rows:
             with self._stage("state"):
-                stored = self.store.scan_states(biller.name, compiled.sobject, window.keys(),
-                                                with_ids=not compiled.external_id)
+                stored = self.store.scan_states(biller.name, compiled.sobject, with_ids=window.with_ids,
+                                                hashes=window.key_hashes())
         at = 0
         for item in window.drain():
             if item.mapped is not None and item.hashes is not None and stored is not None:
@@ -270,6 +270,9 @@ class Loader:
             return
         send = d.send
         if not send.any():
+            return
+        if send.all():  # a first load: every row (no copy of the batch)
+            self._send(name, compiled, mapped, hashes, d.known_ids.tolist(), deferred)
             return
         idx = np.flatnonzero(send)
         sub = replace(mapped, rows=mapped.rows.take(pa.array(idx)))

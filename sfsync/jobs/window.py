@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from sfsync.state.segments import check_hashes, key_hashes
+
 if TYPE_CHECKING:
     from sfsync.mappers import MappedBatch
 
@@ -46,10 +48,12 @@ class Item:
 class Window:
     """Batches of one mapping waiting for their scan; iterate :meth:`drain` after :meth:`keys`."""
 
-    def __init__(self) -> None:
+    def __init__(self, with_ids: bool = False) -> None:
         self.items: list[Item] = []
         self.rows = 0  # mapped rows waiting
-        self._keys: list[pa.Array] = []
+        self.with_ids = with_ids
+        self._khash: list[np.ndarray] = []
+        self._check: list[np.ndarray] = []
         self._dir: Path | None = None
         self._in_memory = 0
 
@@ -62,16 +66,21 @@ class Window:
         if item.mapped is None:
             return
         self.rows += len(item.mapped)
-        self._keys.append(item.mapped.rows.column("_key").combine_chunks())
+        keys = item.mapped.rows.column("_key")
+        self._khash.append(key_hashes(keys))  # 8 bytes a row wait, not the key's text
+        if self.with_ids:
+            self._check.append(check_hashes(keys))
         self._in_memory += len(item.mapped)
         if self._in_memory > KEEP_IN_MEMORY_ROWS:
             for waiting in self.items:
                 self._spill(waiting)
             self._in_memory = 0
 
-    def keys(self) -> pa.ChunkedArray:
-        """The ``_key`` of every waiting row, in order."""
-        return pa.chunked_array(self._keys, pa.string())
+    def key_hashes(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The key hashes (and, ``with_ids``, check hashes) of every waiting row, in order."""
+        khash = np.concatenate(self._khash) if self._khash else np.zeros(0, dtype=np.uint64)
+        check = (np.concatenate(self._check) if self._check else np.zeros(0, dtype=np.uint64)) if self.with_ids else None
+        return khash, check
 
     def drain(self) -> Iterator[Item]:
         """The batches in order, rows back in memory one at a time; the window is empty after."""
@@ -91,7 +100,8 @@ class Window:
     def close(self) -> None:
         """Forget what waits and remove the spill directory."""
         self.items.clear()
-        self._keys.clear()
+        self._khash.clear()
+        self._check.clear()
         self.rows = self._in_memory = 0
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)

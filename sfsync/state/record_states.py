@@ -58,33 +58,42 @@ class RecordStates:
         """What was last sent for each key (aligned with ``keys``); Salesforce Ids only ``with_ids``."""
         return self._index(biller, sobject, with_ids).probe(keys)
 
-    def scan_states(self, biller: str, sobject: str, keys: pa.Array | pa.ChunkedArray | Sequence[str], *,
-                    with_ids: bool = False) -> Probe:
+    def scan_states(self, biller: str, sobject: str, keys: pa.Array | pa.ChunkedArray | Sequence[str] | None = None, *,
+                    with_ids: bool = False, hashes: tuple[np.ndarray, np.ndarray | None] | None = None) -> Probe:
         """What was last sent for each key, in one pass over the stored segments (nothing kept).
 
         Same answer as :meth:`probe_states`, for a load's window of rows: memory follows the
         window, not the scope (a million line items' states are never held at once). Salesforce
         Ids are read only from the segments that hold a found key.
+
+        Args:
+            keys: the keys asked about; or, instead,
+            hashes: their :func:`~sfsync.state.segments.key_hashes` and (``with_ids``)
+                :func:`~sfsync.state.segments.check_hashes`, as a window keeps them.
         """
-        arr = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(keys, pa.string())
-        n = len(arr)
+        if hashes is None:
+            arr = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(list(keys or []), pa.string())
+            hashes = (segments.key_hashes(arr), segments.check_hashes(arr) if with_ids else None)
+        khash, check = hashes
+        n = len(khash)
+        if not n:
+            return Probe.empty(0, with_ids)
         for _ in range(3):  # a segment merged away by another process mid-scan: scan again
-            scan = segments.Scan(segments.key_hashes(arr)) if n else None
+            scan = segments.Scan(khash)
             try:
-                for seg_id, _rows in (self._segment_ids(biller, sobject) if n else []):
-                    scan.add(self._index_of(seg_id), seg_id)  # type: ignore[union-attr]
-                if scan is None:
-                    return Probe.empty(n, with_ids)
+                for seg_id, _rows in self._segment_ids(biller, sobject):
+                    scan.add(self._index_of(seg_id), seg_id)
                 probe = scan.probe()
                 if not with_ids:
                     return probe
-                return self._with_ids(biller, sobject, arr, scan, probe)
+                if check is None:
+                    raise ValueError("scan_states(with_ids=True) needs the keys' check hashes")
+                return self._with_ids(scan, probe, check)
             except _SegmentGone:
                 continue
         raise RuntimeError(f"state of {biller}/{sobject} kept changing under a scan")  # pragma: no cover
 
-    def _with_ids(self, biller: str, sobject: str, keys: pa.Array | pa.ChunkedArray, scan: segments.Scan,
-                  probe: Probe) -> Probe:
+    def _with_ids(self, scan: segments.Scan, probe: Probe, check: np.ndarray) -> Probe:
         # Two keys with one hash must not share an Id: a second, independent hash must match too.
         uniq_ids = np.full(len(scan.uniq), None, dtype=object)
         uniq_check = np.zeros(len(scan.uniq), dtype=np.uint64)
@@ -93,7 +102,7 @@ class RecordStates:
             took = pa.array(pos)
             uniq_ids[at] = data.column("sf_id").take(took).to_numpy(zero_copy_only=False)
             uniq_check[at] = segments.check_hashes(data.column("key").take(took))
-        same = uniq_check[scan.inverse] == segments.check_hashes(keys)
+        same = uniq_check[scan.inverse] == check
         present = probe.present & same
         ids = uniq_ids[scan.inverse]
         ids[~present] = None

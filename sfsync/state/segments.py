@@ -398,7 +398,9 @@ class Scan:
     """
 
     def __init__(self, khash: np.ndarray) -> None:
-        self.uniq, self.inverse = np.unique(khash, return_inverse=True)
+        self.uniq, inverse = np.unique(khash, return_inverse=True)
+        self.inverse = inverse.astype(np.int32) if len(inverse) < 2**31 else inverse
+        del inverse
         n = len(self.uniq)
         self.ver = np.full(n, -1, dtype=np.int64)
         self.hash = np.zeros(n, dtype=np.int64)

@@ -127,9 +127,9 @@ def test_first_load_probes_no_state_for_external_id_objects_and_times_each_objec
     probed: list[str] = []
     real = app.store.scan_states
 
-    def spy(biller: str, sobject: str, keys: Any, **kw: Any) -> Any:
+    def spy(biller: str, sobject: str, *args: Any, **kw: Any) -> Any:
         probed.append(sobject)
-        return real(biller, sobject, keys, **kw)
+        return real(biller, sobject, *args, **kw)
 
     monkeypatch.setattr(app.store, "scan_states", spy)
     report = load()
