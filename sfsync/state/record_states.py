@@ -25,7 +25,7 @@ from sfsync.state.segments import Probe, ScopeIndex
 # bulk load's own batch-sized segments are fine as they are (an index folds them in one pass).
 SMALL_SEGMENT_ROWS = 10_000  # segments below this size are merged ...
 COMPACT_AT = 32  # ... once a scope has more of them than this
-MERGED_ROWS = 250_000  # states per merged segment at most (bounds a merge's memory)
+MERGED_ROWS = 100_000  # states per merged segment at most (bounds a merge's memory: ~20 MB)
 
 
 def utcnow() -> datetime:
