@@ -16,6 +16,7 @@ from sfsync.jobs.load import Loader, LoadOptions, Planned, org_trim_date
 from sfsync.jobs.memory import tune_memory
 from sfsync.jobs.runner import RunContext, start_run
 from sfsync.jobs.setup import connect_salesforce, load_biller_mappings, make_biller, select_billers
+from sfsync.jobs.window import sweep_stale
 
 if TYPE_CHECKING:
     import requests
@@ -76,6 +77,7 @@ def run_load(app: App, billers: list[str] | None = None, options: LoadOptions | 
     options = options or LoadOptions()
     settings = app.settings
     tune_memory()
+    sweep_stale()  # spill files of a load that was killed
     chosen = select_billers(settings, billers)
     store = app.store
     client = connect_salesforce(settings, session=session)

@@ -14,6 +14,7 @@ after its rows are recorded, exactly as without a window.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from sfsync.state.segments import check_hashes, key_hashes
 if TYPE_CHECKING:
     from sfsync.mappers import MappedBatch
 
+PREFIX = "sfsync-window-"  # + pid: a directory whose process is gone is swept by the next load
 WINDOW_ROWS = 500_000  # rows per scan of the store: each scan reads every segment of the object once
 KEEP_IN_MEMORY_ROWS = 60_000  # a window this small (one batch, a refresh) is not written out
 
@@ -111,10 +113,33 @@ class Window:
         if item.mapped is None or item.path is not None:
             return
         if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="sfsync-window-"))
+            self._dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         path = self._dir / f"{id(item):x}.arrow"
         rows = item.mapped.rows
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
             writer.write_table(rows)
         item.path = path
         item.mapped = replace(item.mapped, rows=rows.schema.empty_table())
+
+
+def sweep_stale(root: Path | None = None) -> int:
+    """Remove spill directories left by loads that died (``kill -9``); return how many."""
+    base = Path(root or tempfile.gettempdir())
+    removed = 0
+    for d in base.glob(f"{PREFIX}*-*"):
+        pid = d.name[len(PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

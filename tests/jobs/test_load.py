@@ -430,3 +430,21 @@ def test_a_second_load_of_the_same_biller_is_refused_while_one_runs(
     assert "load:acme" in refusal or "acme" in refusal
     assert f":{os.getpid()}" in refusal and "(run 1)" in refusal  # who holds it: host:pid and the run
     assert len({r[EXT] for r in routed.records(ITEM)}) == len(routed.records(ITEM))
+
+
+def test_spill_directories_of_dead_loads_are_swept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from sfsync.jobs.window import PREFIX, sweep_stale
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    gone = tmp_path / f"{PREFIX}{dead}-abc"
+    mine = tmp_path / f"{PREFIX}{os.getpid()}-def"
+    other = tmp_path / "sfsync-window-notapid"
+    for d in (gone, mine, other):
+        d.mkdir()
+        (d / "x.arrow").write_bytes(b"x")
+    assert sweep_stale(tmp_path) == 1
+    assert not gone.exists() and mine.exists() and other.exists()
