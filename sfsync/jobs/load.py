@@ -148,7 +148,7 @@ class Loader:
                         self._done(biller, compiled, item)
                         continue
                     window.add(item)
-                    if batch.checkpoint is not None or window.rows >= WINDOW_ROWS:
+                    if window.rows >= WINDOW_ROWS:  # checkpoints wait too: committed as their rows are recorded
                         self._flush(biller, compiled, window, deferred)
                 if window is not None and len(window):
                     self._flush(biller, compiled, window, deferred)
@@ -207,18 +207,32 @@ class Loader:
         give_back_memory()
 
     def _flush(self, biller: Biller, compiled: CompiledMapping, window: Window, deferred: list[MappedBatch]) -> None:
-        """Scan the store once for the window's keys, then settle its batches in order."""
+        """Scan the store once for the window's keys, then settle its batches in order.
+
+        A key met again later in the window (a file re-delivering a row of an earlier one) is
+        asked of the store again once the batches before it are recorded: its first occurrence
+        may have just created the record (an object matched by Id must update it, not insert).
+        """
         stored: Probe | None = None
+        khash, check = window.key_hashes()
+        again = _repeated(khash)
         if window.rows:
             with self._stage("state"):
                 stored = self.store.scan_states(biller.name, compiled.sobject, with_ids=window.with_ids,
-                                                hashes=window.key_hashes())
+                                                hashes=(khash, check))
         at = 0
         for item in window.drain():
             if item.mapped is not None and item.hashes is not None and stored is not None:
                 n = len(item.hashes)
                 self._source = item.source
-                self._settle(biller.name, compiled, item.mapped, item.hashes, stored.slice(at, at + n), deferred)
+                part = stored.slice(at, at + n)
+                rows = np.flatnonzero(again[at:at + n])
+                if len(rows):
+                    with self._stage("state"):
+                        part = part.updated(rows, self.store.scan_states(
+                            biller.name, compiled.sobject, with_ids=window.with_ids,
+                            hashes=(khash[at + rows], None if check is None else check[at + rows])))
+                self._settle(biller.name, compiled, item.mapped, item.hashes, part, deferred)
                 at += n
             item.mapped = None
             self._done(biller, compiled, item)
@@ -559,6 +573,16 @@ class Loader:
     def _progress(self, sobject: str, n: int) -> None:
         if self.progress:
             self.progress(sobject, n)
+
+
+def _repeated(khash: np.ndarray) -> np.ndarray:
+    """Mask of the rows whose key hash occurred earlier in ``khash``."""
+    later = np.zeros(len(khash), dtype=bool)
+    if len(khash) > 1:
+        order = np.argsort(khash, kind="stable")
+        ordered = khash[order]
+        later[order[1:][ordered[1:] == ordered[:-1]]] = True
+    return later
 
 
 def _job_failed(part: pd.DataFrame, exc: TerminalError) -> pd.DataFrame | None:

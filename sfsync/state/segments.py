@@ -246,6 +246,16 @@ class Probe:
         return cls(np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64),
                    np.full(n, None, dtype=object) if with_ids else None)
 
+    def updated(self, rows: np.ndarray, fresh: Probe) -> Probe:
+        """A copy with ``rows`` answered by ``fresh`` (aligned with ``rows``)."""
+        present, hashes = self.present.copy(), self.hash.copy()
+        present[rows], hashes[rows] = fresh.present, fresh.hash
+        ids = None
+        if self.sf_ids is not None:
+            ids = self.sf_ids.copy()
+            ids[rows] = fresh.sf_ids if fresh.sf_ids is not None else None
+        return Probe(present, hashes, ids)
+
     def slice(self, start: int, stop: int) -> Probe:
         """The part for rows ``start:stop`` (a batch of a window)."""
         return Probe(self.present[start:stop], self.hash[start:stop],

@@ -256,6 +256,27 @@ def test_windows_smaller_than_a_file_and_spilled_to_disk_send_exactly_the_change
     assert load(reread=True).run.plain_counts()[ITEM].get("sent", 0) == 0
 
 
+def test_a_row_delivered_again_in_a_later_file_updates_the_record_it_created(
+        load: Loader, routed: Org, data: Path) -> None:
+    # Balances have no External ID: matched by Id from the store. Both files wait in one window;
+    # the re-delivered rows must find what the first file's rows just created.
+    first = sorted(data.glob("balances_*.csv"))[0]
+    rows = rows_of(first)
+    again = [{**r, "balance": "4242.42"} for r in rows[:3]]
+    with (data / "balances_299912.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(again)
+    expected = {(r["account_number"], r["balance_date"]) for p in data.glob("balances_*.csv") for r in rows_of(p)}
+
+    report = load()
+
+    balances = routed.records(BALANCE)
+    assert len(balances) == len(expected), "a re-delivered balance was inserted twice"
+    assert report.run.plain_counts()[BALANCE]["updated"] == 3
+    assert sum(1 for b in balances if float(b["vlocity_cmt__Balance__c"] or 0) == 4242.42) == 3
+
+
 def test_dry_run_writes_nothing_and_reports_what_it_would_do(load: Loader, routed: Org, app: App, data: Path) -> None:
     from sfsync.billers.sample import mutate
 
