@@ -7,7 +7,7 @@ For every batch a biller yields:
 3. children of parents rejected earlier in this run are rejected (``PARENT_REJECTED``), not
    sent to fail again;
 4. each row's payload is hashed and compared with the state store: unchanged rows stop here
-   (batches wait in a window, up to 500,000 rows, for one scan of the store: ``window.py``;
+   (batches wait in a window, up to 250,000 rows, for one scan of the store: ``window.py``;
    a first load of an external-ID object has nothing to compare with and streams through);
 5. lookups sfsync resolves itself are resolved (only for rows that will be sent);
 6. composite-key objects are matched (state store, then SOQL) → update by Id or insert;

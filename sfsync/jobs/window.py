@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from sfsync.mappers import MappedBatch
 
 PREFIX = "sfsync-window-"  # + pid: a directory whose process is gone is swept by the next load
-WINDOW_ROWS = 500_000  # rows per scan of the store: each scan reads every segment of the object once
+WINDOW_ROWS = 250_000  # rows per scan of the store: each scan reads every segment of the object once
 KEEP_IN_MEMORY_ROWS = 60_000  # a window this small (one batch, a refresh) is not written out
 
 
