@@ -48,7 +48,7 @@ class Item:
 
 
 class Window:
-    """Batches of one mapping waiting for their scan; iterate :meth:`drain` after :meth:`keys`."""
+    """Batches of one mapping waiting for their scan; :meth:`drain` them after :meth:`key_hashes`."""
 
     def __init__(self, with_ids: bool = False) -> None:
         self.items: list[Item] = []
@@ -58,6 +58,7 @@ class Window:
         self._check: list[np.ndarray] = []
         self._dir: Path | None = None
         self._in_memory = 0
+        self._spilled = 0
 
     def __len__(self) -> int:
         return len(self.items)
@@ -114,7 +115,8 @@ class Window:
             return
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
-        path = self._dir / f"{id(item):x}.arrow"
+        self._spilled += 1
+        path = self._dir / f"{self._spilled:06d}.arrow"
         rows = item.mapped.rows
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
             writer.write_table(rows)
