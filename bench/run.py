@@ -157,7 +157,7 @@ def load_section(r: dict[str, Any], command: str) -> list[str]:
         "",
         "Stages: read = the biller's files into Arrow batches; map = the compiled mapping; hash = XXH3 of each "
         "row's text; state = the state store: the stored hashes of a window's keys, one pass over the object's "
-        "segments per window (the batches to the end of the file that brings it to 250,000 rows; none asked on a first load), and each sent batch's states "
+        "segments per window of up to 250,000 rows (none asked on a first load), and each sent batch's states "
         "written back as one segment; diff = comparing them; frame = the rows as the CSV to send; send = Bulk API calls, polls and "
         "result parsing (line items: Bulk API 1.0 Serial, 10,000-row batches, as the shipped mapping says); "
         "record = results to rows, rejects, counts.",

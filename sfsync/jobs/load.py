@@ -7,8 +7,7 @@ For every batch a biller yields:
 3. children of parents rejected earlier in this run are rejected (``PARENT_REJECTED``), not
    sent to fail again;
 4. each row's payload is hashed and compared with the state store: unchanged rows stop here
-   (batches wait in a window — to the end of the file that makes it 250,000 rows, at most
-   1,000,000 — for one scan of the store: ``window.py``;
+   (batches wait in a window, up to 250,000 rows, for one scan of the store: ``window.py``;
    a first load of an external-ID object has nothing to compare with and streams through);
 5. lookups sfsync resolves itself are resolved (only for rows that will be sent);
 6. composite-key objects are matched (state store, then SOQL) → update by Id or insert;
@@ -46,7 +45,7 @@ from sfsync.jobs.match import CompositeMatcher
 from sfsync.jobs.memory import give_back_memory, peak_rss_mb
 from sfsync.jobs.resolve import LookupResolver
 from sfsync.jobs.runner import RunContext
-from sfsync.jobs.window import WINDOW_ROWS, WINDOW_ROWS_MAX, Item, Window
+from sfsync.jobs.window import WINDOW_ROWS, Item, Window
 from sfsync.mappers.batch import empty_rejects
 from sfsync.state import Reject
 from sfsync.state.segments import Probe
@@ -151,9 +150,7 @@ class Loader:
                         self._done(biller, compiled, item)
                         continue
                     window.add(item)
-                    # At a file's end (its reader and read-ahead buffers gone) once the window is
-                    # big enough; mid-file only past the hard cap. Checkpoints wait with their rows.
-                    if (window.rows >= WINDOW_ROWS and batch.checkpoint is not None) or window.rows >= WINDOW_ROWS_MAX:
+                    if window.rows >= WINDOW_ROWS:  # checkpoints wait too: committed as their rows are recorded
                         self._flush(biller, compiled, window, deferred)
                 if window is not None and len(window):
                     self._flush(biller, compiled, window, deferred)

@@ -2,8 +2,7 @@
 
 Probing the store batch by batch needs every stored state of the object in memory (an index
 that grows with the object: 20 bytes a line item, 50 with Ids). A window instead collects the
-mapped, hashed batches as they are read (across files, to the end of the file that brings it
-:data:`WINDOW_ROWS` rows: the file's reader and its buffers are gone by then), asks
+mapped, hashed batches as they are read (up to :data:`WINDOW_ROWS` rows, across files), asks
 the store about all their keys in one pass over its segments (:meth:`StateStore.scan_states`),
 then hands the batches back one at a time with their part of the answer. What waits goes to an Arrow IPC
 file in a temporary directory (uncompressed: written and mapped back at memory speed), so a
@@ -32,8 +31,7 @@ if TYPE_CHECKING:
     from sfsync.mappers import MappedBatch
 
 PREFIX = "sfsync-window-"  # + pid: a directory whose process is gone is swept by the next load
-WINDOW_ROWS = 250_000  # a window is scanned at the end of the file that brings it this many rows ...
-WINDOW_ROWS_MAX = 1_000_000  # ... or mid-file at this many (each scan reads every segment of the object once)
+WINDOW_ROWS = 250_000  # rows per scan of the store: each scan reads every segment of the object once
 KEEP_IN_MEMORY_ROWS = 60_000  # a window this small (one batch, a refresh) is not written out
 
 

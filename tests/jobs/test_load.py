@@ -206,11 +206,9 @@ def test_windows_smaller_than_a_file_and_spilled_to_disk_send_exactly_the_change
     from sfsync.jobs import window as window_module
     from sfsync.jobs.load_run import run_load
 
-    # Batches of 8 rows, a scan of the store at a file's end past 20 rows (mid-file past 30),
-    # everything past 10 rows on disk.
+    # Batches of 8 rows, a scan of the store every 20 rows, everything past 10 rows on disk.
     config.write_text(config.read_text().replace("kind: files\n", "kind: files\n    batch_size: 8\n"))
     monkeypatch.setattr(load_module, "WINDOW_ROWS", 20)
-    monkeypatch.setattr(load_module, "WINDOW_ROWS_MAX", 30)
     monkeypatch.setattr(window_module, "KEEP_IN_MEMORY_ROWS", 10)
     spill = tmp_path / "spill"
     spill.mkdir()
