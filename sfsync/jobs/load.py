@@ -45,7 +45,7 @@ from sfsync.jobs.match import CompositeMatcher
 from sfsync.jobs.memory import give_back_memory, peak_rss_mb
 from sfsync.jobs.resolve import LookupResolver
 from sfsync.jobs.runner import RunContext
-from sfsync.jobs.window import WINDOW_ROWS, Item, Window
+from sfsync.jobs.window import WINDOW_ROWS, Item, Window, repeated
 from sfsync.mappers.batch import empty_rejects
 from sfsync.state import Reject
 from sfsync.state.segments import Probe
@@ -217,7 +217,7 @@ class Loader:
         """
         stored: Probe | None = None
         khash, check = window.key_hashes()
-        again = _repeated(khash)
+        again = repeated(khash)
         if window.rows:
             with self._stage("state"):
                 stored = self.store.scan_states(biller.name, compiled.sobject, with_ids=window.with_ids,
@@ -575,16 +575,6 @@ class Loader:
     def _progress(self, sobject: str, n: int) -> None:
         if self.progress:
             self.progress(sobject, n)
-
-
-def _repeated(khash: np.ndarray) -> np.ndarray:
-    """Mask of the rows whose key hash occurred earlier in ``khash``."""
-    later = np.zeros(len(khash), dtype=bool)
-    if len(khash) > 1:
-        order = np.argsort(khash, kind="stable")
-        ordered = khash[order]
-        later[order[1:][ordered[1:] == ordered[:-1]]] = True
-    return later
 
 
 def _job_failed(part: pd.DataFrame, exc: TerminalError) -> pd.DataFrame | None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from sfsync.state.lock import pid_alive
 from sfsync.state.segments import check_hashes, key_hashes
 
 if TYPE_CHECKING:
@@ -130,18 +131,19 @@ def sweep_stale(root: Path | None = None) -> int:
     removed = 0
     for d in base.glob(f"{PREFIX}*-*"):
         pid = d.name[len(PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
             continue
         shutil.rmtree(d, ignore_errors=True)
         removed += 1
     return removed
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
+
+def repeated(khash: np.ndarray) -> np.ndarray:
+    """Mask of the rows whose key hash occurred earlier in ``khash`` (a key met again in a window)."""
+    later = np.zeros(len(khash), dtype=bool)
+    if len(khash) > 1:
+        order = np.argsort(khash, kind="stable")
+        ordered = khash[order]
+        later[order[1:][ordered[1:] == ordered[:-1]]] = True
+    return later

@@ -34,7 +34,8 @@ def lock_name(job: str, biller: str | None = None) -> str:
     return f"{job}:{biller}" if biller else job
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -174,7 +175,7 @@ class RunLock:
         return dict(r) if r else None
 
     def _is_stale(self, holder: dict[str, Any]) -> bool:
-        if holder["host"] == self.host and not _pid_alive(holder["pid"]):
+        if holder["host"] == self.host and not pid_alive(holder["pid"]):
             return True
         beat: datetime = _aware(holder["heartbeat_at"])  # type: ignore[assignment]
         return utcnow() - beat > self.stale_after

@@ -236,33 +236,29 @@ class RecordStates:
             return [(int(i), int(r)) for i, r in c.execute(
                 select(t.c.id, t.c.rows).where(t.c.biller == biller, t.c.sobject == sobject).order_by(t.c.id))]
 
-    def _decoded(self, seg_id: int, with_data: bool = True) -> pa.Table:
-        """One segment's states with their versions (keys and Ids only ``with_data``)."""
+    def _blobs(self, seg_id: int, *names: str) -> tuple[bytes, ...]:
+        """Some blobs of one segment (``hashes``, ``data``); :class:`_SegmentGone` if it was merged away."""
         t = m.state_segments
-        cols = [t.c.hashes, t.c.data] if with_data else [t.c.hashes]
         with self.engine.connect() as c:
-            row = c.execute(select(*cols).where(t.c.id == seg_id)).first()
+            row = c.execute(select(*[t.c[n] for n in names]).where(t.c.id == seg_id)).first()
         if row is None:
             raise _SegmentGone(seg_id)
-        return segments.decode(row[0], row[1] if with_data else None, seg_id)
+        return tuple(row)
+
+    def _decoded(self, seg_id: int, with_data: bool = True) -> pa.Table:
+        """One segment's states with their versions (keys and Ids only ``with_data``)."""
+        if with_data:
+            index, data = self._blobs(seg_id, "hashes", "data")
+            return segments.decode(index, data, seg_id)
+        return segments.decode(self._blobs(seg_id, "hashes")[0], None, seg_id)
 
     def _index_of(self, seg_id: int) -> pa.Table:
         """One segment's index columns as stored (no ``ver`` column unless merged)."""
-        t = m.state_segments
-        with self.engine.connect() as c:
-            row = c.execute(select(t.c.hashes).where(t.c.id == seg_id)).first()
-        if row is None:
-            raise _SegmentGone(seg_id)
-        return segments.decode_index(row[0])
+        return segments.read_blob(self._blobs(seg_id, "hashes")[0])
 
     def _data(self, seg_id: int) -> pa.Table:
         """One segment's keys and Ids (its data blob), in the segment's (key-hash) order."""
-        t = m.state_segments
-        with self.engine.connect() as c:
-            row = c.execute(select(t.c.data).where(t.c.id == seg_id)).first()
-        if row is None:
-            raise _SegmentGone(seg_id)
-        return pa.ipc.open_file(pa.py_buffer(row[0])).read_all()
+        return segments.read_blob(self._blobs(seg_id, "data")[0])
 
     def _index(self, biller: str, sobject: str, with_ids: bool) -> ScopeIndex:
         scope = (biller, sobject)

@@ -112,17 +112,18 @@ def decode(index: bytes, data: bytes | None, segment_id: int) -> pa.Table:
 
     The index columns are zero-copy views of ``index``.
     """
-    table = versioned(pa.ipc.open_file(pa.py_buffer(index)).read_all(), segment_id).select(INDEX_COLUMNS)
+    table = versioned(read_blob(index), segment_id).select(INDEX_COLUMNS)
     if data is not None:
-        extra = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+        extra = read_blob(data)
         for name in DATA_COLUMNS:
             table = table.append_column(name, extra.column(name))
     return table
 
 
-def decode_index(index: bytes) -> pa.Table:
-    """A segment's index columns (``khash``, ``hash``, and ``ver`` once merged), zero-copy views of ``index``."""
-    return pa.ipc.open_file(pa.py_buffer(index)).read_all()
+def read_blob(blob: bytes) -> pa.Table:
+    """One of a segment's blobs as a table: the index (``khash``, ``hash``, ``ver`` once merged; zero-copy
+    views of ``blob``) or the data (``key``, ``sf_id``)."""
+    return pa.ipc.open_file(pa.py_buffer(blob)).read_all()
 
 
 def versioned(table: pa.Table, segment_id: int) -> pa.Table:
