@@ -11,7 +11,7 @@ For every batch a biller yields:
    a first load of an external-ID object has nothing to compare with and streams through);
 5. lookups sfsync resolves itself are resolved (only for rows that will be sent);
 6. composite-key objects are matched (state store, then SOQL) → update by Id or insert;
-   external-ID objects are upserted;
+   external-ID objects are upserted (``write.py``);
 7. per-row results are recorded (Id + hash on success, a reject with Salesforce's code and
    message otherwise), and only then is the biller's checkpoint committed.
 
@@ -38,14 +38,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sfsync import log
-from sfsync.errors import BudgetExhausted, SfsyncError, TerminalError, TransientError
+from sfsync.errors import BudgetExhausted, SfsyncError
 from sfsync.jobs.diff import diff, payload_hash
 from sfsync.jobs.export import crash_point
-from sfsync.jobs.match import CompositeMatcher
 from sfsync.jobs.memory import give_back_memory, peak_rss_mb
 from sfsync.jobs.resolve import LookupResolver
 from sfsync.jobs.runner import RunContext
 from sfsync.jobs.window import WINDOW_ROWS, Item, Window, repeated
+from sfsync.jobs.write import BULK_JOB_FAILED, Writer
 from sfsync.mappers.batch import empty_rejects
 from sfsync.state import Reject
 from sfsync.state.segments import Probe
@@ -57,13 +57,9 @@ if TYPE_CHECKING:
     from sfsync.state import StateStore
 
 PARENT_REJECTED = "PARENT_REJECTED"
-DUPLICATE_VALUE = "DUPLICATE_VALUE"
-BULK_JOB_FAILED = "BULK_JOB_FAILED"
 #: Rejects that are no verdict on the row: the next run sends it again, so its file (or cursor) is
 #: not committed. Validation errors are final until the data or the mapping changes.
 SEND_AGAIN = frozenset({"UNABLE_TO_LOCK_ROW", "UNPROCESSED", "RESULT_MISSING", BULK_JOB_FAILED, PARENT_REJECTED})
-INSERT_RECOVERIES = 2  # re-match and re-send an insert that failed in flight, at most this often
-SEND_SLICE = 200_000  # rows per write call: bounds memory, one Bulk job each
 
 
 @dataclass
@@ -117,8 +113,7 @@ class Loader:
         self.rejected_keys: dict[str, set[str]] = defaultdict(set)
         self.planned: dict[str, Planned] = defaultdict(Planned)
         self.logger = log.get_logger("sfsync.load")
-        self._matchers: dict[str, CompositeMatcher] = {}
-        self._parents: dict[str, dict[str, str]] = {}
+        self.writer = Writer(client, run, self.logger)
         self._source: str | None = None  # the file (or stream) of the batch in hand
         self._send_again: set[str | None] = set()  # sources with rows the next run must send again
         self._fresh: set[str] = set()  # external-ID objects with no stored state when their mapping began
@@ -317,9 +312,9 @@ class Loader:
         try:
             with self._stage("send"):
                 if compiled.external_id:
-                    results = self._write(compiled, "upsert", frame, external_id=compiled.external_id)
+                    results = self.writer.write(compiled, "upsert", frame, external_id=compiled.external_id)
                 else:
-                    results = self._write_matched(compiled, mapped, frame, known_ids)
+                    results = self.writer.write_matched(compiled, mapped, frame, known_ids)
         except BudgetExhausted as exc:
             # Record what Salesforce already answered; the rest is re-sent by the next run.
             partial = getattr(exc, "partial", None)
@@ -331,117 +326,6 @@ class Loader:
         for point in ("load.after_send", f"load.after_send.{sobject}"):  # kill -9 rehearsals (tests)
             crash_point(point)
         self._record(biller, compiled, frame, keys, sources, hashes, results)
-
-    # -- writing -------------------------------------------------------------------------------
-    def _write(self, compiled: CompiledMapping, operation: str, frame: pd.DataFrame,
-               external_id: str | None = None) -> pd.DataFrame:
-        opts = compiled.load
-        parent = self._parent_column(compiled, frame)
-        parts = []
-        for i in range(0, len(frame), SEND_SLICE):
-            part = frame.iloc[i:i + SEND_SLICE]
-            try:
-                res = self.client.write_frame(compiled.sobject, operation, part, external_id_field=external_id,
-                                              api=opts.api, serial=opts.serial, batch_size=opts.batch_size,
-                                              parent_column=parent)
-            except BudgetExhausted as exc:
-                answered = getattr(exc, "results", None)
-                if answered is not None:
-                    parts.append(answered)
-                setattr(exc, "partial", pd.concat(parts) if parts else None)  # noqa: B010 - rows answered so far
-                raise
-            except TerminalError as exc:
-                res = _job_failed(part, exc)
-                if res is None:
-                    raise
-                self.logger.warning("bulk job failed twice; its rows are rejected", sobject=compiled.sobject,
-                                    error=str(exc))
-            if operation == "upsert":
-                res = self._retry_duplicates(compiled, part, res, external_id, parent)
-            parts.append(res)
-        return pd.concat(parts) if len(parts) > 1 else parts[0]
-
-    def _retry_duplicates(self, compiled: CompiledMapping, part: pd.DataFrame, res: pd.DataFrame,
-                          external_id: str | None, parent: str | None) -> pd.DataFrame:
-        # Two upserts of one new External ID at the same moment (a webhook refresh during the
-        # monthly load): the loser gets DUPLICATE_VALUE. The record exists now: upsert again.
-        dup = (res["error_code"] == DUPLICATE_VALUE).fillna(False).to_numpy(dtype=bool)
-        if not dup.any():
-            return res
-        again = self.client.write_frame(compiled.sobject, "upsert", part[dup], external_id_field=external_id,
-                                        api="rest" if dup.sum() < 2000 else compiled.load.api, parent_column=parent)
-        again["retried"] = again["retried"].fillna(0).astype(int) + 1
-        res = res.copy()
-        res.loc[again.index, list(again.columns)] = again
-        self.run.count(compiled.sobject, retried=int(dup.sum()))
-        return res
-
-    def _write_matched(self, compiled: CompiledMapping, mapped: MappedBatch, frame: pd.DataFrame,
-                       known_ids: list[str | None]) -> pd.DataFrame:
-        """Update the rows whose record is known or found by key, insert the others.
-
-        An insert is not idempotent, so the transport does not repeat one that failed in flight
-        (a 503, a dropped connection): it may have happened. Ask the org again by composite key
-        (a fresh matcher: the run's cache predates the attempt) and send again: what was
-        created is updated, not duplicated.
-        """
-        ids = self._match(compiled, mapped, known_ids)
-        for attempt in range(INSERT_RECOVERIES + 1):
-            try:
-                return self._write_split(compiled, frame, ids)
-            except TransientError as exc:
-                if attempt == INSERT_RECOVERIES or not compiled.key_fields:
-                    raise
-                self.logger.warning("write failed in flight; matching by key before sending again",
-                                    sobject=compiled.sobject, error=str(exc))
-                self._matchers.pop(compiled.sobject, None)
-                ids = self._match(compiled, mapped, known_ids)
-        raise AssertionError("unreachable")  # the loop returns or raises
-
-    def _write_split(self, compiled: CompiledMapping, frame: pd.DataFrame, ids: list[str | None]) -> pd.DataFrame:
-        has_id = np.array([i is not None for i in ids], dtype=bool)
-        parts: list[pd.DataFrame] = []
-        try:
-            if has_id.any():
-                upd = frame[has_id].copy()
-                upd.insert(0, "Id", [i for i in ids if i is not None])
-                parts.append(self._write(compiled, "update", upd))
-            if (~has_id).any():
-                parts.append(self._write(compiled, "insert", frame[~has_id]))
-        except BudgetExhausted as exc:
-            earlier = getattr(exc, "partial", None)
-            done = [*parts, *([earlier] if earlier is not None else [])]
-            setattr(exc, "partial", pd.concat(done) if done else None)  # noqa: B010 - rows answered so far
-            raise
-        return pd.concat(parts).loc[frame.index]
-
-    def _match(self, compiled: CompiledMapping, mapped: MappedBatch, known_ids: list[str | None]) -> list[str | None]:
-        unknown = [i for i, k in enumerate(known_ids) if k is None]
-        if not unknown or not compiled.key_fields:
-            return known_ids
-        matcher = self._matchers.get(compiled.sobject)
-        if matcher is None:
-            matcher = self._matchers[compiled.sobject] = CompositeMatcher(self.client, compiled.sobject,
-                                                                          list(compiled.key_fields))
-        found = matcher.existing(mapped.rows.take(pa.array(unknown)).select(list(compiled.key_fields)))
-        out = list(known_ids)
-        for pos, sf_id in zip(unknown, found, strict=True):
-            out[pos] = sf_id
-        return out
-
-    def _parent_column(self, compiled: CompiledMapping, frame: pd.DataFrame) -> str | None:
-        # Lock retries are grouped by the master record: the first relationship or master-detail column.
-        if compiled.sobject not in self._parents:
-            fields = {f["name"]: f for f in self.client.describe(compiled.sobject)["fields"]}
-            self._parents[compiled.sobject] = {
-                n: f.get("relationshipName") or "" for n, f in fields.items()
-                if f.get("type") == "reference" and f.get("cascadeDelete", f.get("relationshipOrder") is not None)}
-        masters = self._parents[compiled.sobject]
-        for col in frame.columns:
-            base = col.split(".")[0]
-            if col in masters or any(base == rel for rel in masters.values() if rel):
-                return col
-        return None
 
     # -- recording -----------------------------------------------------------------------------
     def _record(self, biller: str, compiled: CompiledMapping, frame: pd.DataFrame,
@@ -550,7 +434,7 @@ class Loader:
             fields = [lk.field for lk in upd.lookups if lk.deferred and lk.field in upd.rows.column_names]
             frame = upd.rows.select(fields).to_pandas(types_mapper=pd.ArrowDtype)[have]
             frame.insert(0, "Id", [states[k].sf_id for k, h in zip(keys, have, strict=True) if h])
-            res = self._write(compiled, "update", frame)
+            res = self.writer.write(compiled, "update", frame)
             failed = ~res["success"].fillna(False).to_numpy(dtype=bool)
             if failed.any():
                 src = [s for s, h in zip(upd.rows.column("_source").to_pylist(), have, strict=True) if h]
@@ -575,25 +459,6 @@ class Loader:
     def _progress(self, sobject: str, n: int) -> None:
         if self.progress:
             self.progress(sobject, n)
-
-
-def _job_failed(part: pd.DataFrame, exc: TerminalError) -> pd.DataFrame | None:
-    """One result per row when a bulk job failed again after its re-send, else None.
-
-    The rows Salesforce answered keep their answers; the others are rejected with the job's
-    error, so that every row ends loaded or rejected (the next run sends them again: a rejected
-    row has no state). Other terminal errors (a refused request, a spent budget) stop the run.
-    """
-    from sfsync.salesforce import RESULT_COLUMNS, UNPROCESSED, ApiError
-
-    answered = getattr(exc, "results", None)
-    if isinstance(exc, (ApiError, BudgetExhausted)) or answered is None:
-        return None
-    res = pd.DataFrame({"success": False, "id": None, "created": False, "error_code": BULK_JOB_FAILED,
-                        "message": str(exc), "retried": 1}, index=part.index, columns=RESULT_COLUMNS)
-    done = answered[answered["error_code"].fillna("") != UNPROCESSED]
-    res.loc[done.index, RESULT_COLUMNS] = done[RESULT_COLUMNS]
-    return res
 
 
 def _s(v: Any) -> str | None:

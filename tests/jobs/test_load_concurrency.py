@@ -48,8 +48,8 @@ def test_duplicate_value_from_a_concurrent_upsert_is_upserted_again(sqlite_url: 
                           "Name": ["ST-1", "ST-2", "ST-3"]})
     with start_run(store, "load", ["acme"]) as run:
         loader = Loader(run, store, client, LoadOptions())  # type: ignore[arg-type]
-        loader._parents["vlocity_cmt__Statement__c"] = {}
-        res = loader._write(compiled, "upsert", frame, external_id="vlocity_cmt__ExternalID__c")  # type: ignore[arg-type]
+        loader.writer._parents["vlocity_cmt__Statement__c"] = {}
+        res = loader.writer.write(compiled, "upsert", frame, external_id="vlocity_cmt__ExternalID__c")  # type: ignore[arg-type]
     assert res["success"].tolist() == [True, True, True]
     assert res.loc[1, "retried"] == 1 and pd.isna(res.loc[1, "error_code"])
     # Only the raced row was sent a second time.
