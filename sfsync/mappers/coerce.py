@@ -395,9 +395,19 @@ def _strings(v: pa.Array, ft: FieldType, opts: CoerceOptions) -> tuple[pa.Array,
                            f"{ft.name}: {{value}} is not a value of the restricted picklist", v, n)
     limit = ft.length or (255 if ft.kind in PICKLIST_KINDS else 0)
     if limit:
-        long = pc.greater(pc.utf8_length(s), limit)
-        if opts.length == "truncate":
-            s = pc.if_else(long, pc.utf8_slice_codeunits(s, 0, limit), s)
-        else:
-            errors += _err(long, "STRING_TOO_LONG", f"{ft.name}: {{value}} is longer than {ft.label()}", s, n)
+        # Bytes ≥ characters: only values longer than `limit` bytes can be too long, and they
+        # are few; the characters of just those are counted (no pass decoding every value).
+        s = as_array(s, n)
+        candidates = pc.greater(pc.binary_length(s), limit)
+        if pc.any(candidates).as_py():
+            at = np.flatnonzero(to_mask(candidates, n))
+            over = to_mask(pc.greater(pc.utf8_length(s.take(pa.array(at))), limit), len(at))
+            if over.any():
+                long = np.zeros(n, dtype=bool)
+                long[at[over]] = True
+                if opts.length == "truncate":
+                    cut = pc.utf8_slice_codeunits(s.filter(pa.array(long)), 0, limit)
+                    s = pc.replace_with_mask(s, pa.array(long), cut)
+                else:
+                    errors += _err(pa.array(long), "STRING_TOO_LONG", f"{ft.name}: {{value}} is longer than {ft.label()}", s, n)
     return _blank_failed(as_array(s, n), errors, n), errors

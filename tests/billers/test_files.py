@@ -283,3 +283,30 @@ def test_words_that_look_like_nulls_stay_text(tmp_path: Path) -> None:
     biller = FileBiller("t", FileBillerSettings(path=d, dedup=False), None)
     rows = [r for b in biller.read("accounts") for r in b.table.to_pylist()]
     assert [r["name"] for r in rows] == ["null", "NA", "N/A", None]
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(st.tuples(_awkward, _awkward), min_size=0, max_size=30),
+       chunk=st.integers(min_value=1, max_value=300), bom=st.booleans(), final_newline=st.booleans())
+def test_csv_chunks_match_the_stdlib_reader_across_any_chunk_boundary(values: list, chunk: int, bom: bool,
+                                                                      final_newline: bool) -> None:
+    """Tiny chunks put record boundaries (and records longer than the buffer) everywhere: the
+    rows, their values and their first lines are exactly what the stdlib csv module reads."""
+    from sfsync.billers._csvread import CsvChunks
+
+    buf = io.StringIO(newline="")
+    csv.writer(buf, lineterminator="\n").writerows([["a", "b"], *([f"k{i}{a}", b] for i, (a, b) in enumerate(values))])
+    text = buf.getvalue() if final_newline or not values else buf.getvalue()[:-1]
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8")
+    reader = CsvChunks(io.BytesIO(data), chunk_bytes=chunk)
+    got = [(row, int(line)) for ch in reader for row, line in zip(ch.table.to_pylist(), ch.lines, strict=True)]
+    want = []
+    stdlib = csv.reader(io.StringIO(text, newline=""))
+    next(stdlib)
+    start = stdlib.line_num + 1
+    for rec in stdlib:
+        want.append(({"a": rec[0] or None, "b": rec[1] or None}, start))
+        start = stdlib.line_num + 1
+    assert reader.columns == ["a", "b"]
+    assert got == want
+    assert reader.size == len(data)

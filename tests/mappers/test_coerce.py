@@ -51,6 +51,11 @@ def test_booleans_picklists_strings():
     assert run(["A", "C"], FieldType("L", "picklist", picklist=frozenset({"A"})))[0] == ["A", "C"]
     assert run(["abcdef"], TEXT5) == ([None], {"STRING_TOO_LONG": [0]})
     assert run(["abcdef"], TEXT5, length="truncate") == (["abcde"], {})
+    # Lengths are characters: "éééé" is 8 bytes but fits in 5; only the longer rows are touched.
+    assert run(["éééé", "ééééé", "éééééé", None, "ab"], TEXT5) == (
+        ["éééé", "ééééé", None, None, "ab"], {"STRING_TOO_LONG": [2]})
+    assert run(["éééé", "éééééé", "abcdefgh", "ab"], TEXT5, length="truncate") == (
+        ["éééé", "ééééé", "abcde", "ab"], {})
     assert run([12.0, 1.5], FieldType("S", "string"))[0] == ["12", "1.5"]
 
 
