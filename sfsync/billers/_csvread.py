@@ -188,7 +188,11 @@ class CsvChunks:
         """Drop the first ``end`` bytes (parsed): the rest moves to the front."""
         rest = self._n - end
         if rest:
-            self._buf[0:rest] = self._buf[end:self._n]  # same length: no resize
+            # Moved within the buffer (numpy copes with the overlap): a bytearray slice would
+            # be a fresh copy of the rest, megabytes after the header line.
+            view = np.frombuffer(self._buf, dtype=np.uint8)
+            view[:rest] = view[end:self._n]
+            del view
         self._n = rest
 
     def _boundary(self, upto: int) -> int:

@@ -2,7 +2,7 @@
 
 One glob pattern per entity (defaults follow docs/sample-data.md: ``line_items_*.*``), CSV,
 JSON Lines or Parquet (by extension unless configured). Files are read in name order, in
-streaming batches of ``batch_size`` rows with memory bounded by ``chunk_bytes``, whatever the
+streaming batches of up to ``batch_size`` rows with memory bounded by ``chunk_bytes``, whatever the
 file size. The manifest in the state store (size + XXH3-128 checksum) makes each file processed once:
 an identical re-delivery is skipped, a changed file is read again, and a file is marked
 processed only by :meth:`FileBiller.commit` with the checkpoint of its last batch.
@@ -207,13 +207,16 @@ class FileBiller(Biller):
                     rejects.append(rej)
                     buffered.append(table)
                     rows += table.num_rows
-                    while rows >= self.config.batch_size:
+                    # A chunk of at least half a batch is a batch on its own (or is cut into
+                    # some): each column stays one piece, which the mapping reads without a copy.
+                    size = self.config.batch_size
+                    while rows >= size or (len(buffered) == 1 and rows >= max(1, size // 2)):
                         whole = pa.concat_tables(buffered, promote_options="permissive")
-                        head, tail = whole.slice(0, self.config.batch_size), whole.slice(self.config.batch_size)
+                        head, tail = whole.slice(0, size), whole.slice(size)
                         if pending is not None:
                             yield pending
                         pending = Batch(entity, head, None, concat_rejects(rejects), source=name)
-                        buffered, rows, rejects = [tail], tail.num_rows, []
+                        buffered, rows, rejects = ([tail] if tail.num_rows else []), tail.num_rows, []
                 size, checksum = reader.size, reader.checksum()
         except FileProblem as exc:
             yield from self._flush(pending, entity, buffered, rejects, name)

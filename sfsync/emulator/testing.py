@@ -35,7 +35,7 @@ def _body_bytes(body: Any) -> bytes:
         return b""
     if isinstance(body, str):
         return body.encode("utf-8")
-    if isinstance(body, (bytes, bytearray)):
+    if isinstance(body, (bytes, bytearray, memoryview)):
         return bytes(body)
     if hasattr(body, "read"):
         return _body_bytes(body.read())

@@ -19,6 +19,7 @@ import xxhash
 from sfsync.state.segments import Probe
 
 SEP = "\x1f"  # between a row's values (a unit separator: not in ordinary text)
+HASH_SLICE = 4096  # rows turned into Python bytes at a time
 
 
 def payload_hash(data: pa.Table | pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -34,12 +35,20 @@ def payload_hash(data: pa.Table | pd.DataFrame, columns: list[str]) -> np.ndarra
     if not cols:  # nothing but bookkeeping columns: every row is the same payload
         return np.full(len(data), xxhash.xxh3_64_intdigest(b""), dtype=np.uint64).view(np.int64)
     table = data if isinstance(data, pa.Table) else _arrow_strings(data, cols)
-    parts = [pc.fill_null(_text(table.column(c)), "") for c in cols]
-    joined = pc.binary_join_element_wise(*parts, SEP) if len(parts) > 1 else parts[0]
+    parts = [_text(table.column(c)) for c in cols]
+    # Nulls joined as "" (null_handling="replace"): no filled copy of each column is made.
+    joined = pc.binary_join_element_wise(*parts, SEP, null_handling="replace", null_replacement="") \
+        if len(parts) > 1 else pc.fill_null(parts[0], "")
+    joined = joined.cast(pa.binary())
     seed = xxhash.xxh3_64_intdigest(SEP.join(cols).encode())
-    # map() over the C function: no Python frame per row (a generator costs a third more).
-    rows = joined.cast(pa.binary()).to_pylist()
-    out = np.fromiter(map(xxhash.xxh3_64_intdigest, rows, repeat(seed, len(rows))), dtype=np.uint64, count=len(rows))
+    out = np.empty(len(joined), dtype=np.uint64)
+    # A slice of rows at a time as Python bytes: the same few heap blocks serve every slice
+    # (a whole batch of them at once would be fresh memory, a page fault per 4 KiB). map() over
+    # the C function: no Python frame per row (a generator costs a third more).
+    for at in range(0, len(joined), HASH_SLICE):
+        rows = joined.slice(at, HASH_SLICE).to_pylist()
+        out[at:at + len(rows)] = np.fromiter(map(xxhash.xxh3_64_intdigest, rows, repeat(seed, len(rows))),
+                                             dtype=np.uint64, count=len(rows))
     return out.view(np.int64)
 
 

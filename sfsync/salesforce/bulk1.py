@@ -93,7 +93,7 @@ def ingest(
         idempotent=False,
     )
     batches: list[tuple[str, int, int]] = []
-    for chunk in csv_chunks(table, max_rows=rows, max_bytes=max_bytes):
+    for chunk in csv_chunks(table, max_rows=rows, max_bytes=max_bytes, reuse=True):  # posted one by one
         batch_id: str = transport.call_bulk1(
             partial(_post_batch, job_id=job_id, data=chunk.data), idempotent=operation != "insert", guarded=False
         )

@@ -239,7 +239,7 @@ def test_bulk1_serial_job_results_are_positional(client, rsps):
     batches = []
 
     def add_batch(request):
-        body = request.body if isinstance(request.body, bytes) else b"".join(request.body)
+        body = bytes(request.body) if isinstance(request.body, (bytes, memoryview)) else b"".join(request.body)
         batches.append(rows_of(body))
         return 201, {"Content-Type": "application/xml"}, xml("batchInfo", id=f"751B{len(batches)}", jobId="750J", state="Queued")
 
