@@ -231,7 +231,11 @@ class FileBiller(Biller):
             if isinstance(reader, CsvChunks):
                 reader.close()
         cp = FileCheckpoint(name, size, checksum)
-        if buffered and (rows or pending is None):
+        if buffered and rows and pending is not None and rows < self.config.batch_size // 2:
+            # The file's short tail joins its last batch: one batch (one Bulk job) less per file.
+            whole = pa.concat_tables([pending.table, *buffered], promote_options="permissive")
+            pending = Batch(entity, whole, None, concat_rejects([pending.rejects, *rejects]), source=name)
+        elif buffered and (rows or pending is None):
             if pending is not None:
                 yield pending
             whole = pa.concat_tables(buffered, promote_options="permissive")

@@ -310,3 +310,14 @@ def test_csv_chunks_match_the_stdlib_reader_across_any_chunk_boundary(values: li
     assert reader.columns == ["a", "b"]
     assert got == want
     assert reader.size == len(data)
+
+
+def test_batches_hold_at_least_half_a_batch_and_the_tail_joins_the_last(tmp_path: Path) -> None:
+    """Each batch is one Bulk job downstream: no batch of a few rows at the end of every file."""
+    body = "".join(f"L{i:04d},S,1\n" for i in range(1150))
+    write(tmp_path / "line_items_202601.csv", "line_item_id,statement_id,amount\n" + body)
+    batches = read_all(biller(tmp_path, batch_size=300, chunk_bytes=4096), "line_items")
+    sizes = [b.num_rows for b in batches]
+    assert sum(sizes) == 1150 and all(150 <= n < 450 for n in sizes), sizes
+    assert [b.checkpoint is not None for b in batches] == [False] * (len(batches) - 1) + [True]
+    assert [r["line_item_id"] for r in rows(batches)] == [f"L{i:04d}" for i in range(1150)]
