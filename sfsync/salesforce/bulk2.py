@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,15 +97,20 @@ def ingest(
     external_id_field: str | None = None,
     max_rows: int | None = None,
     progress: Callable[[int], None] | None = None,
+    match_on: Sequence[str] | None = None,
 ) -> tuple[Outcomes, list[JobFailure]]:
     """Write ``table`` with Bulk API 2.0 ingest jobs (one per ≤ 150 MB upload).
+
+    ``match_on``: for an insert, columns whose values together tell the rows apart (a
+    composite key): results are matched on them alone instead of on every echoed column.
 
     Returns:
         Per-row outcomes, and the jobs that ended Failed/Aborted (their unprocessed rows
         carry the code ``UNPROCESSED`` and may be re-sent by the caller).
     """
     out = Outcomes(table.num_rows)
-    match_on = _key_field(operation, external_id_field)
+    key = _key_field(operation, external_id_field)
+    keys = (key,) if key is not None else tuple(match_on or ()) or None
     payload: dict[str, Any] = {"object": sobject, "operation": operation, "contentType": "CSV", "lineEnding": "LF", "columnDelimiter": "COMMA"}
     if operation == "upsert":
         payload["externalIdFieldName"] = external_id_field
@@ -124,7 +129,7 @@ def ingest(
     for job_id, start, stop in jobs:
         info = infos[job_id]
         sent = table.slice(start, stop - start)
-        sub = _collect(transport, job_id, info, sent, match_on)
+        sub = _collect(transport, job_id, info, sent, keys)
         if stop - start == out.n:
             out = sub  # one job for the whole table (the usual case): nothing to copy
         else:
@@ -140,15 +145,15 @@ def ingest(
 _RESULT_FIELDS = {"successfulResults": ("sf__Id", "sf__Created"), "failedResults": ("sf__Id", "sf__Error"), "unprocessedrecords": ()}
 
 
-def _match(sent: pa.Table, bodies: dict[str, bytes | bytearray], match_on: str | None) -> tuple[dict[str, pa.Table], list[np.ndarray]]:
+def _match(sent: pa.Table, bodies: dict[str, bytes | bytearray], match_on: tuple[str, ...] | None) -> tuple[dict[str, pa.Table], list[np.ndarray]]:
     """Parse the result files and find each result row's position in ``sent``.
 
-    Result files echo every uploaded column, but when the key is distinct in ``sent``
-    only it is needed: the other echoed columns are parsed past, never converted. Only
+    Result files echo every uploaded column, but when the key (one column or several) is
+    distinct in ``sent`` only it is needed: the other echoed columns are parsed past, never converted. Only
     when the key repeats (or is missing) are all columns read, to match on whole rows.
     """
     if match_on is not None:
-        tables = {name: read_csv(body, columns=(*_RESULT_FIELDS[name], match_on), threads=False) for name, body in bodies.items()}
+        tables = {name: read_csv(body, columns=(*_RESULT_FIELDS[name], *match_on), threads=False) for name, body in bodies.items()}
         found = match_on_key(sent, list(tables.values()), match_on)
         if found is not None:
             return tables, found
@@ -156,7 +161,7 @@ def _match(sent: pa.Table, bodies: dict[str, bytes | bytearray], match_on: str |
     return tables, match_positions(sent, list(tables.values()), None)
 
 
-def _collect(transport: Transport, job_id: str, info: dict[str, Any], sent: pa.Table, match_on: str | None) -> Outcomes:
+def _collect(transport: Transport, job_id: str, info: dict[str, Any], sent: pa.Table, match_on: tuple[str, ...] | None) -> Outcomes:
     """Fetch only the result files that can hold rows, and match them to ``sent``."""
     n = sent.num_rows
     out = Outcomes(n)
@@ -186,7 +191,7 @@ def _collect(transport: Transport, job_id: str, info: dict[str, Any], sent: pa.T
             continue
         if name == "successfulResults":
             ids = table.column("sf__Id").to_numpy()[ok]
-            created = pc.equal(pc.utf8_lower(table.column("sf__Created")), "true").to_numpy()[ok]
+            created = pc.equal(pc.ascii_lower(table.column("sf__Created")), "true").to_numpy()[ok]
             out.set(pos, success=True, ids=ids, created=created)
         elif name == "failedResults":
             codes, messages = split_errors(table.column("sf__Error"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -167,6 +167,7 @@ class SalesforceClient:
         progress: Progress | None = None,
         parent_column: str | None = None,
         max_lock_retries: int = MAX_LOCK_RETRIES,
+        match_on: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Like :meth:`write`, but results as a frame (``success, id, created, error_code,
         message, retried``) indexed like ``frame``: the fast path for large loads."""
@@ -184,6 +185,7 @@ class SalesforceClient:
             progress=progress,
             parent_column=parent_column,
             max_lock_retries=max_lock_retries,
+            match_on=match_on,
         )
 
     def write(

@@ -25,7 +25,7 @@ already answered are attached to it as ``exc.results`` (a result frame, see
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -81,12 +81,14 @@ def _send(
     serial: bool,
     batch_size: int | None,
     progress: Progress | None,
+    match_on: Sequence[str] | None = None,
 ) -> tuple[Outcomes, list[JobFailure]]:
     if api == "rest":
         out = rest.write(transport, sobject, operation, table, external_id_field=external_id_field, batch_size=batch_size, progress=progress)
         return out, []
     if api == "bulk2":
-        return bulk2.ingest(transport, sobject, operation, table, external_id_field=external_id_field, max_rows=batch_size, progress=progress)
+        return bulk2.ingest(transport, sobject, operation, table, external_id_field=external_id_field, max_rows=batch_size,
+                            progress=progress, match_on=match_on)
     return bulk1.ingest(
         transport, sobject, operation, table, external_id_field=external_id_field, serial=serial, max_rows=batch_size, progress=progress
     )
@@ -128,6 +130,7 @@ def write_frame(
     progress: Progress | None = None,
     parent_column: str | None = None,
     max_lock_retries: int = MAX_LOCK_RETRIES,
+    match_on: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Write ``frame`` and return one result per input row, as a frame.
 
@@ -144,6 +147,8 @@ def write_frame(
         progress: called with the number of rows answered, as they are answered.
         parent_column: the column naming each row's parent, for grouping lock retries.
         max_lock_retries: bound on re-sends of UNABLE_TO_LOCK_ROW rows.
+        match_on: for an insert, the columns of a composite key: Bulk API 2.0 results are
+            matched to rows on them rather than on every column (when they are distinct).
 
     Returns:
         A frame indexed like ``frame`` with columns ``success, id, created, error_code,
@@ -158,7 +163,7 @@ def write_frame(
         return pd.DataFrame({c: pd.Series(dtype=object) for c in RESULT_COLUMNS}, index=frame.index)
     table = frame_to_table(frame)
     out = Outcomes(table.num_rows)
-    opts: dict[str, Any] = {"external_id_field": external_id_field, "batch_size": batch_size}
+    opts: dict[str, Any] = {"external_id_field": external_id_field, "batch_size": batch_size, "match_on": match_on}
     try:
         chosen = choose_api(table.num_rows, operation, api=api, serial=serial)
         first, failures = _send(transport, chosen, sobject, operation, table, serial=serial, progress=progress, **opts)
@@ -197,6 +202,7 @@ def _resend_unprocessed(
     serial: bool,
     external_id_field: str | None,
     batch_size: int | None,
+    match_on: Sequence[str] | None = None,
 ) -> None:
     """Send once more the rows a Failed/Aborted job left unprocessed; fail if it fails again."""
     pending = out.positions_with(UNPROCESSED)
@@ -213,6 +219,7 @@ def _resend_unprocessed(
         serial=serial,
         batch_size=batch_size,
         progress=None,
+        match_on=match_on,
     )
     out.merge(pending, sub, retried=True)
     if again:

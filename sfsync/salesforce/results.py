@@ -11,6 +11,7 @@ positionally.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -200,20 +201,22 @@ def _split(positions: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
     return out
 
 
-def match_on_key(sent: pa.Table, echoed: list[pa.Table], key: str) -> list[np.ndarray] | None:
-    """:func:`match_positions` on ``key`` alone, or None when that cannot be used.
+def match_on_key(sent: pa.Table, echoed: list[pa.Table], key: str | Sequence[str]) -> list[np.ndarray] | None:
+    """:func:`match_positions` on ``key`` alone (a column, or the columns of a composite key),
+    or None when that cannot be used.
 
     None when ``key`` repeats in ``sent`` or a non-empty result table lacks it: the
     caller then matches on every echoed column. Result tables need carry no other
-    column, so a caller can convert only the key column of large result files.
+    column, so a caller can convert only the key columns of large result files.
     """
+    keys = [key] if isinstance(key, str) else list(key)
     lengths = [t.num_rows for t in echoed]
     if sum(lengths) == 0:
         return [np.empty(0, dtype=np.int64) for _ in echoed]
     present = [t for t in echoed if t.num_rows]
-    if key not in sent.column_names or any(key not in t.column_names for t in present):
+    if not keys or any(k not in sent.column_names or any(k not in t.column_names for t in present) for k in keys):
         return None
-    positions = _lookup(_as_keys(sent, [key]), pa.concat_arrays([_as_keys(t, [key]) for t in present]))
+    positions = _lookup(_as_keys(sent, keys), pa.concat_arrays([_as_keys(t, keys) for t in present]))
     return None if positions is None else _split(positions, lengths)
 
 

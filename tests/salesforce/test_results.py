@@ -77,3 +77,15 @@ def test_match_on_key_declines_repeated_or_missing_keys():
     assert match_on_key(pa.table({"k": ["a", "a"], "v": ["1", "2"]}), [pa.table({"k": ["a"]})], "k") is None
     assert match_on_key(sent, [pa.table({"v": ["1"]})], "k") is None  # a result file without the key
     assert [p.tolist() for p in match_on_key(sent, [pa.table({"v": []}), pa.table({})], "k")] == [[], []]
+
+
+def test_match_on_a_composite_key_uses_its_columns_together():
+    """An insert of balances (account + date) is matched on those two columns alone."""
+    sent = pa.table({"acct": ["A", "A", "B"], "day": ["1", "2", "1"], "amount": ["5", "5", "5"]})
+    ok, bad = match_on_key(sent, [pa.table({"acct": ["B", "A"], "day": ["1", "2"]}),
+                                  pa.table({"acct": ["A", "C"], "day": ["1", "1"]})], ["acct", "day"])
+    assert ok.tolist() == [2, 1] and bad.tolist() == [0, -1]
+    # one column alone repeats: the pair is needed; a repeated pair declines (all columns then)
+    assert match_on_key(sent, [pa.table({"acct": ["A"]})], ["acct"]) is None
+    twice = pa.table({"acct": ["A", "A"], "day": ["1", "1"], "amount": ["5", "6"]})
+    assert match_on_key(twice, [pa.table({"acct": ["A"], "day": ["1"]})], ["acct", "day"]) is None
