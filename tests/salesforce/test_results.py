@@ -9,7 +9,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfsync.salesforce.csvio import csv_chunks, read_csv
+from sfsync.salesforce.csvio import csv_chunks, read_csv, write_csv
 from sfsync.salesforce.results import match_on_key, match_positions, split_errors
 
 values = st.sampled_from(["", "a", "b", "a,b", 'q"x', "line\nbreak", "é"])
@@ -47,16 +47,19 @@ def test_split_errors():
     assert messages.tolist() == ["Required fields are missing: [Name]", "Foreign key external ID: X not found for field F in entity E", "Duplicate external id specified: 12"]
 
 
-@settings(max_examples=50, deadline=None)
-@given(n=st.integers(1, 300), max_rows=st.integers(1, 120), max_bytes=st.integers(200, 5000))
-def test_csv_chunks_stay_within_limits_and_cover_every_row_once(n, max_rows, max_bytes):
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 300), max_rows=st.integers(1, 120), max_bytes=st.integers(200, 5000), reuse=st.booleans())
+def test_csv_chunks_stay_within_limits_and_cover_every_row_once(n, max_rows, max_bytes, reuse):
     table = pa.table({"Name": [f"row {i} " + "x" * (i % 37) for i in range(n)]})
-    chunks = list(csv_chunks(table, max_rows=max_rows, max_bytes=max_bytes))
-    assert [c.start for c in chunks] == [0] + [c.stop for c in chunks[:-1]] and chunks[-1].stop == n
-    for c in chunks:
+    chunks = []
+    # With reuse, an upload is a view of one buffer: checked before the next is written.
+    for c in csv_chunks(table, max_rows=max_rows, max_bytes=max_bytes, reuse=reuse):
         assert c.stop - c.start <= max_rows
         assert len(c.data) <= max_bytes or c.stop - c.start == 1
-        assert read_csv(c.data).column("Name").to_pylist() == table.column("Name").to_pylist()[c.start : c.stop]
+        assert bytes(c.data) == write_csv(table.slice(c.start, c.stop - c.start))
+        assert read_csv(bytes(c.data)).column("Name").to_pylist() == table.column("Name").to_pylist()[c.start : c.stop]
+        chunks.append(c)
+    assert [c.start for c in chunks] == [0] + [c.stop for c in chunks[:-1]] and chunks[-1].stop == n
 
 
 def test_read_csv_converts_only_the_columns_asked_for_in_header_order():
