@@ -95,6 +95,8 @@ class CsvChunks:
         self._eof = False
         self._first = True
         self._line = 1  # line number of the first byte of self._buf
+        while self._first and self._fill():  # a BOM is dropped before anything is scanned
+            pass
         if header:
             rec = self._next_record()
             if rec is None:

@@ -321,3 +321,12 @@ def test_batches_hold_at_least_half_a_batch_and_the_tail_joins_the_last(tmp_path
     assert sum(sizes) == 1150 and all(150 <= n < 450 for n in sizes), sizes
     assert [b.checkpoint is not None for b in batches] == [False] * (len(batches) - 1) + [True]
     assert [r["line_item_id"] for r in rows(batches)] == [f"L{i:04d}" for i in range(1150)]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 5])
+def test_a_bom_split_across_tiny_reads_leaves_the_header_intact(chunk: int) -> None:
+    from sfsync.billers._csvread import CsvChunks
+
+    reader = CsvChunks(io.BytesIO(b"\xef\xbb\xbfa\nx\ny\n"), chunk_bytes=chunk)
+    got = [(row["a"], int(line)) for ch in reader for row, line in zip(ch.table.to_pylist(), ch.lines, strict=True)]
+    assert reader.columns == ["a"] and got == [("x", 2), ("y", 3)]
