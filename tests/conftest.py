@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -110,3 +111,30 @@ def emulator_sf(emulator_org):  # type: ignore[no-untyped-def]
     from sfsync.emulator.testing import inprocess_salesforce
 
     return inprocess_salesforce(emulator_org)
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging: every test starts and ends logging to the live stderr (a CLI call configures
+# structlog on the stream it was given; pytest closes that capture after the test).
+# ---------------------------------------------------------------------------------------------
+class _LiveStderr:
+    """Whatever ``sys.stderr`` is now (pytest swaps it per test; a CLI call configures logging on it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _logging() -> Iterator[None]:
+    """Logs to the live stderr, so a test after a CLI call does not log into a closed capture."""
+    from sfsync import log
+
+    log.configure("json", stream=_LiveStderr())
+    yield
+    log.configure("json", stream=_LiveStderr())

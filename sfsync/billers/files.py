@@ -2,7 +2,8 @@
 
 One glob pattern per entity (defaults follow docs/sample-data.md: ``line_items_*.*``), CSV,
 JSON Lines or Parquet (by extension unless configured). Files are read in name order, in
-streaming batches of up to ``batch_size`` rows with memory bounded by ``chunk_bytes``, whatever the
+streaming batches of about ``batch_size`` rows (whole parse chunks when they hold at least half of
+it; a file's short tail joins its last batch) with memory bounded by ``chunk_bytes``, whatever the
 file size. The manifest in the state store (size + XXH3-128 checksum) makes each file processed once:
 an identical re-delivery is skipped, a changed file is read again, and a file is marked
 processed only by :meth:`FileBiller.commit` with the checkpoint of its last batch.

@@ -8,7 +8,6 @@ bulk polls do not sleep: faults are rehearsed at full speed.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -68,29 +67,6 @@ def _no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
         init(self, *args, **kwargs)
 
     monkeypatch.setattr(transport.RetryPolicy, "__init__", no_sleep_init)
-
-
-class _LiveStderr:
-    """Whatever ``sys.stderr`` is now (pytest swaps it per test; a CLI call configures logging on it)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-
-@pytest.fixture(autouse=True)
-def _logging() -> Iterator[None]:
-    """Logs to the live stderr, so a test after a CLI call does not log into a closed capture."""
-    from sfsync import log
-
-    log.configure("json", stream=_LiveStderr())
-    yield
-    log.configure("json", stream=_LiveStderr())
 
 
 @pytest.fixture
