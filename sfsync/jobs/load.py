@@ -44,7 +44,7 @@ from sfsync.jobs.export import crash_point
 from sfsync.jobs.memory import give_back_memory, peak_rss_mb
 from sfsync.jobs.resolve import LookupResolver
 from sfsync.jobs.runner import RunContext
-from sfsync.jobs.window import WINDOW_ROWS, Item, Window, repeated
+from sfsync.jobs.window import Item, Window, repeated, window_full
 from sfsync.jobs.write import BULK_JOB_FAILED, Writer
 from sfsync.mappers.batch import empty_rejects
 from sfsync.state import Reject
@@ -145,7 +145,9 @@ class Loader:
                         self._done(biller, compiled, item)
                         continue
                     window.add(item)
-                    if window.rows >= WINDOW_ROWS:  # checkpoints wait too: committed as their rows are recorded
+                    give_back_memory()  # what mapping the batch freed: the window holds on to little of it
+                    if window_full(window.rows, item.checkpoint is not None):
+                        # Checkpoints wait too: committed as their rows are recorded.
                         self._flush(biller, compiled, window, deferred)
                 if window is not None and len(window):
                     self._flush(biller, compiled, window, deferred)

@@ -125,6 +125,16 @@ class Window:
         item.mapped = replace(item.mapped, rows=rows.schema.empty_table())
 
 
+def window_full(rows: int, at_checkpoint: bool) -> bool:
+    """Whether a window of ``rows`` waiting rows is scanned and sent now.
+
+    At :data:`WINDOW_ROWS`, or from half of it at a checkpoint (a file's last batch): there the
+    biller holds nothing while the window drains, where mid-file it holds its read buffer and
+    the next parsed chunk, and the file's checkpoint commits a window sooner.
+    """
+    return rows >= WINDOW_ROWS or (at_checkpoint and rows >= WINDOW_ROWS // 2)
+
+
 def sweep_stale(root: Path | None = None) -> int:
     """Remove spill directories left by loads that died (``kill -9``); return how many."""
     base = Path(root or tempfile.gettempdir())

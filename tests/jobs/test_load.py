@@ -208,7 +208,7 @@ def test_windows_smaller_than_a_file_and_spilled_to_disk_send_exactly_the_change
 
     # Batches of 8 rows, a scan of the store every 20 rows, everything past 10 rows on disk.
     config.write_text(config.read_text().replace("kind: files\n", "kind: files\n    batch_size: 8\n"))
-    monkeypatch.setattr(load_module, "WINDOW_ROWS", 20)
+    monkeypatch.setattr(window_module, "WINDOW_ROWS", 20)
     monkeypatch.setattr(window_module, "KEEP_IN_MEMORY_ROWS", 10)
     spill = tmp_path / "spill"
     spill.mkdir()
@@ -221,6 +221,15 @@ def test_windows_smaller_than_a_file_and_spilled_to_disk_send_exactly_the_change
         real_spill(self, item)
 
     monkeypatch.setattr(window_module.Window, "_spill", counting)
+    # Where windows are scanned: at 20 rows, or from 10 at a file's end (the reader then holds nothing).
+    flushes: dict[str, list[tuple[int, bool]]] = {}
+    real_flush = load_module.Loader._flush
+
+    def flush(self: Any, biller: Any, compiled: Any, window: Any, deferred: Any) -> None:
+        flushes.setdefault(compiled.sobject, []).append((window.rows, window.items[-1].checkpoint is not None))
+        real_flush(self, biller, compiled, window, deferred)
+
+    monkeypatch.setattr(load_module.Loader, "_flush", flush)
 
     def load(**opts: Any) -> Any:
         app = App(config_path=config)
@@ -231,6 +240,9 @@ def test_windows_smaller_than_a_file_and_spilled_to_disk_send_exactly_the_change
 
     first = load()
     assert first.run.status == "succeeded"
+    within = [f for scans in flushes.values() for f in scans[:-1]]  # the last one of a mapping: its data ended
+    assert any(10 <= rows < 20 and at_end for rows, at_end in within), flushes
+    assert all(rows >= 20 or (rows >= 10 and at_end) for rows, at_end in within), flushes
     items = {p.name: {r["line_item_id"]: r["amount"] for r in rows_of(p)} for p in data.glob("line_items_*.csv")}
     assert len(routed.records(ITEM)) == sum(len(v) for v in items.values())
     balances = len(routed.records(BALANCE))
