@@ -19,6 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sfsync.hashing import hash_strings
+
 LOCK_ERROR = "UNABLE_TO_LOCK_ROW"
 #: Placed on rows Salesforce did not process (a Failed/Aborted job); such rows may be re-sent.
 UNPROCESSED = "UNPROCESSED"
@@ -178,9 +180,37 @@ def _with_occurrence(keys: pa.Array) -> pa.Array:
 def _lookup(sent_keys: pa.Array, echoed_keys: pa.Array) -> np.ndarray | None:
     """Positions in ``sent_keys`` of each echoed key (-1: none); None if sent keys repeat.
 
-    One dictionary encoding of both sides together: the memo table numbers values in
-    order of first appearance, so distinct sent keys get exactly their own positions and
-    an echoed key gets the position of the sent key it equals (or a number ≥ n).
+    By 64-bit hashes (8 bytes a row, sorted), each hit confirmed by comparing the strings:
+    a hash table of every key would cost ~80 bytes a row on top. Sent keys whose hashes
+    meet (a repeated key, or in the rarest case two keys with one hash) go to
+    :func:`_lookup_exact`, which tells the two apart.
+    """
+    n = len(sent_keys)
+    hs = hash_strings(sent_keys)
+    order = np.argsort(hs)
+    ordered = hs[order]
+    if n > 1 and (ordered[1:] == ordered[:-1]).any():
+        return _lookup_exact(sent_keys, echoed_keys)
+    he = hash_strings(echoed_keys)
+    positions = np.full(len(he), -1, dtype=np.int64)
+    if not n or not len(he):
+        return positions
+    at = np.minimum(np.searchsorted(ordered, he), n - 1)
+    hit = np.flatnonzero(ordered[at] == he)
+    if len(hit):
+        rows = order[at[hit]]
+        same = pc.equal(echoed_keys.take(pa.array(hit)), sent_keys.take(pa.array(rows)))
+        confirmed = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+        positions[hit[confirmed]] = rows[confirmed]
+    return positions
+
+
+def _lookup_exact(sent_keys: pa.Array, echoed_keys: pa.Array) -> np.ndarray | None:
+    """:func:`_lookup` by one dictionary encoding of both sides together.
+
+    The memo table numbers values in order of first appearance, so distinct sent keys get
+    exactly their own positions and an echoed key gets the position of the sent key it
+    equals (or a number ≥ n).
     """
     n = len(sent_keys)
     encoded = pc.dictionary_encode(pa.chunked_array([sent_keys, echoed_keys], type=pa.large_string()))

@@ -92,3 +92,21 @@ def test_match_on_a_composite_key_uses_its_columns_together():
     assert match_on_key(sent, [pa.table({"acct": ["A"]})], ["acct"]) is None
     twice = pa.table({"acct": ["A", "A"], "day": ["1", "1"], "amount": ["5", "6"]})
     assert match_on_key(twice, [pa.table({"acct": ["A"], "day": ["1"]})], ["acct", "day"]) is None
+
+
+def test_keys_are_matched_by_hash_and_confirmed_by_their_text(monkeypatch):
+    """A hash shared by different keys never matches them: hits are compared as strings."""
+    from sfsync.salesforce import results
+
+    def by_length(values):  # a deliberately poor hash: keys of one length collide
+        return np.asarray(pa.compute.binary_length(values.cast(pa.string())).to_numpy(zero_copy_only=False), dtype=np.uint64)
+
+    monkeypatch.setattr(results, "hash_strings", by_length)
+    sent = pa.table({"k": ["ab", "xyz", "q"]})
+    (positions,) = match_on_key(sent, [pa.table({"k": ["cd", "xyz", "q", "ab"]})], "k")
+    assert positions.tolist() == [-1, 1, 2, 0]
+    # Sent keys sharing a hash: matched exactly by the slower way, repeats still declined.
+    sent = pa.table({"k": ["ab", "cd", "efg"]})
+    (positions,) = match_on_key(sent, [pa.table({"k": ["cd", "ab", "zz", "efg"]})], "k")
+    assert positions.tolist() == [1, 0, -1, 2]
+    assert match_on_key(pa.table({"k": ["ab", "ab"]}), [pa.table({"k": ["ab"]})], "k") is None
