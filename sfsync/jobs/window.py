@@ -2,10 +2,10 @@
 
 Probing the store batch by batch needs every stored state of the object in memory (an index
 that grows with the object: 20 bytes a line item, 50 with Ids). A window instead collects the
-mapped, hashed batches as they are read (up to :data:`WINDOW_ROWS` rows, across files), asks
-the store about all their keys in one pass over its segments (:meth:`StateStore.scan_states`),
-then hands the batches back one at a time with their part of the answer. What waits goes to an Arrow IPC
-file in a temporary directory (uncompressed: written and mapped back at memory speed), so a
+mapped, hashed batches as they are read (up to :data:`WINDOW_ROWS` rows, across files; see
+:func:`window_full`), asks the store about all their keys in one pass over its segments
+(:meth:`StateStore.scan_states`), then hands the batches back one at a time with their part of
+the answer. What waits goes to an Arrow IPC file in a temporary directory (uncompressed: written and mapped back at memory speed), so a
 load holds one batch, the window's keys and the answer — whatever the size of the object.
 
 A batch's checkpoint (a file's last batch, a cursor) travels with it and is committed only
