@@ -24,7 +24,6 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -76,7 +75,7 @@ class CsvChunks:
         chunk_bytes: target bytes per chunk (memory is a small multiple of this).
     """
 
-    def __init__(self, f: BinaryIO, *, delimiter: str = ",", quotechar: str = '"', encoding: str = "utf-8",
+    def __init__(self, f: io.BufferedIOBase, *, delimiter: str = ",", quotechar: str = '"', encoding: str = "utf-8",
                  header: bool = True, column_names: list[str] | None = None, chunk_bytes: int = 8 << 20) -> None:
         self.f = f
         self.delimiter = delimiter

@@ -30,7 +30,7 @@ from .transport import Transport
 BATCH_DONE = ("Completed", "Failed", "NotProcessed")
 
 
-def _post_batch(bulk: SalesforceBulk, *, job_id: str, data: bytes) -> str:
+def _post_batch(bulk: SalesforceBulk, *, job_id: str, data: bytes | memoryview) -> str:
     return str(bulk.post_batch(job_id, data))
 
 

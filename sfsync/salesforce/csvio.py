@@ -89,9 +89,9 @@ def csv_chunks(table: pa.Table, *, max_rows: int | None, max_bytes: int, reuse: 
     while pending:
         start, stop = pending.pop()
         part = table.slice(start, stop - start)
-        data = buffer.write(part) if buffer is not None else None
-        if data is not None:
-            yield Chunk(start, stop, data)
+        view = buffer.write(part) if buffer is not None else None
+        if view is not None:
+            yield Chunk(start, stop, view)
             continue
         data = write_csv(part)
         if len(data) <= limit or stop - start == 1:
