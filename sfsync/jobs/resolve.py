@@ -149,8 +149,11 @@ class LookupResolver:
         cache = self._cache.setdefault((sobject, field), _Cache())
         soql = f"SELECT Id, {field} FROM {sobject} WHERE {field} != null ORDER BY CreatedDate, Id"
         self.queries += 1
-        for frame in self.client.query_frames(soql):
-            if len(frame):
-                cache.add(frame[field].astype(str).tolist(), frame["Id"].tolist())
-                cache.sealed()  # page by page: the pending lists stay one page long
+        # Arrow pages: an org's 250,000 Account numbers never become Python strings.
+        for table in self.client.query_tables(soql):
+            if table.num_rows:
+                values, ids = table.column(field).combine_chunks(), table.column("Id").combine_chunks()
+                keep = pc.and_(values.is_valid(), ids.is_valid())
+                cache.add(values.filter(keep), ids.filter(keep))
+                cache.sealed()  # page by page: one page waits unsealed at a time
         self._complete.add((sobject, field))

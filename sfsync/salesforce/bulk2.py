@@ -210,7 +210,14 @@ def _collect(transport: Transport, job_id: str, info: dict[str, Any], sent: pa.T
 
 
 def query(transport: Transport, soql: str, *, include_deleted: bool = False, page_rows: int = QUERY_PAGE_ROWS) -> Iterator[pd.DataFrame]:
-    """Run a Bulk API 2.0 query job; yield one frame per results page (locator paging).
+    """Run a Bulk API 2.0 query job; yield one frame per results page (see :func:`query_tables`)."""
+    for table in query_tables(transport, soql, include_deleted=include_deleted, page_rows=page_rows):
+        yield table.to_pandas()
+
+
+def query_tables(transport: Transport, soql: str, *, include_deleted: bool = False,
+                 page_rows: int = QUERY_PAGE_ROWS) -> Iterator[pa.Table]:
+    """Run a Bulk API 2.0 query job; yield one Arrow table per results page (locator paging).
 
     Columns are strings; Salesforce's empty values are nulls.
 
@@ -233,7 +240,7 @@ def query(transport: Transport, soql: str, *, include_deleted: bool = False, pag
         table = read_csv(body, nullable=True)  # before the next download, which reuses the buffer
         del body
         if table.num_rows or table.num_columns:
-            yield table.to_pandas()
+            yield table
         locator = headers.get("Sforce-Locator")
         if not locator or locator == "null":
             return

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
+import pyarrow as pa
 import requests
 
 from sfsync.limits import QUERY_DEFAULT_BATCH, QUERY_MAX_BATCH, QUERY_MIN_BATCH
@@ -139,14 +140,28 @@ class SalesforceClient:
             Frames with string values (booleans ``"true"``/``"false"``), nulls as
             missing; relationship fields flattened as ``Parent__r.Field``.
         """
+        for page in self._query_pages(soql, expected_size, include_deleted):
+            yield page if isinstance(page, pd.DataFrame) else page.to_pandas()
+
+    def query_tables(self, soql: str, expected_size: int | None = None, *, include_deleted: bool = False) -> Iterator[pa.Table]:
+        """:meth:`query_frames` as Arrow tables of strings: a Bulk 2.0 page is never made Python objects.
+
+        For callers that keep columns (the lookup cache reads every Account number of an org):
+        a results page parsed from CSV stays Arrow, without a Python string per value.
+        """
+        for page in self._query_pages(soql, expected_size, include_deleted):
+            yield page if isinstance(page, pa.Table) else pa.Table.from_pandas(page, preserve_index=False)
+
+    def _query_pages(self, soql: str, expected_size: int | None, include_deleted: bool) -> Iterator[pd.DataFrame | pa.Table]:
+        """REST pages as frames, or Bulk 2.0 pages as Arrow tables (see :meth:`query_frames`)."""
         if expected_size is not None and expected_size >= QUERY_BULK_THRESHOLD:
-            yield from self.query_bulk(soql, include_deleted=include_deleted)
+            yield from bulk2.query_tables(self.transport, soql, include_deleted=include_deleted)
             return
         pages = self._pages(soql, include_deleted=include_deleted, batch_size=QUERY_MAX_BATCH)
         first = next(pages)
         if expected_size is None and not first.get("done", True) and int(first.get("totalSize") or 0) >= QUERY_BULK_THRESHOLD:
             pages.close()
-            yield from self.query_bulk(soql, include_deleted=include_deleted)
+            yield from bulk2.query_tables(self.transport, soql, include_deleted=include_deleted)
             return
         yield records_frame(first["records"])
         for page in pages:

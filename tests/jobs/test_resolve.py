@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,11 +24,11 @@ class Org:
         wanted = soql.split(" IN (", 1)[1].rsplit(")", 2)[0]
         return iter([{"AccountNumber": v, "Id": i} for v, i in self.rows if f"'{v}'" in wanted])
 
-    def query_frames(self, soql: str) -> Iterator[pd.DataFrame]:
+    def query_tables(self, soql: str) -> Iterator[pa.Table]:
         self.soql.append(soql)
         half = len(self.rows) // 2  # two pages
         for part in (self.rows[:half], self.rows[half:]):
-            yield pd.DataFrame({"AccountNumber": [v for v, _ in part], "Id": [i for _, i in part]})
+            yield pa.table({"AccountNumber": [v for v, _ in part], "Id": [i for _, i in part]})
 
 
 def test_few_values_are_queried_once_and_the_oldest_match_wins() -> None:

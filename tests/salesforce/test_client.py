@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+import pyarrow as pa
 import pytest
 import responses
 
@@ -237,6 +238,20 @@ def test_query_frames_with_expected_size_goes_straight_to_bulk(rsps, settings, p
     client = connect(settings, policy=policy)
     assert len(list(client.query_frames("SELECT Id, Name, Parent__r.Name FROM Account", expected_size=1_000_000))) == 1
     assert client.calls["query"] == 4
+
+
+def test_query_tables_give_arrow_string_columns_on_either_path(rsps, settings, policy):
+    add_login(rsps)
+    rsps.add(responses.GET, f"{DATA}/query/", json=_page([{"attributes": {}, "Id": "1", "Active__c": True, "Parent__r": None}]))
+    _bulk_query(rsps, [[["1", "a", "p"], ["2", "", "q"]], [["3", "c", ""]]])
+    client = connect(settings, policy=policy)
+    rest = list(client.query_tables("SELECT Id, Active__c FROM Account"))
+    assert [t.to_pylist() for t in rest] == [[{"Id": "1", "Active__c": "true", "Parent__r": None}]]
+    bulk = list(client.query_tables("SELECT Id, Name, Parent__r.Name FROM Account", expected_size=1_000_000))
+    assert [t.num_rows for t in bulk] == [2, 1]
+    name_type = bulk[0].schema.field("Name").type
+    assert all(isinstance(t, pa.Table) for t in bulk) and (pa.types.is_string(name_type) or pa.types.is_large_string(name_type))
+    assert bulk[0].column("Name").to_pylist() == ["a", None]  # empty values are nulls, as in query_frames
 
 
 def test_calls_are_counted_by_kind(client):
