@@ -31,7 +31,7 @@ from sfsync.emulator.bulk1_format import (
     query_records_xml,
     result_list_xml,
 )
-from sfsync.emulator.bulk1_jobs import Batch, Job, process
+from sfsync.emulator.bulk1_jobs import Batch, Job, process, retire_if_done
 from sfsync.emulator.bulk2_common import DEFAULT_USER_ID, user_id
 from sfsync.emulator.bulk_csv import csv_value, header_line, write_rows
 from sfsync.emulator.bulk_engine import (
@@ -230,6 +230,8 @@ def _change_job(org: Any, req: BulkRequest, job: Job) -> BulkResponse:
         job.modstamp = now()
     if job.state == "Closed":
         process(org, job)
+    else:
+        retire_if_done(org, job)
     return _info_response(200, req, job, job.info(xml=_dialect(req, job) == "xml"), "job")
 
 

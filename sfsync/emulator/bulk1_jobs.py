@@ -20,11 +20,14 @@ from sfsync.emulator import soql
 from sfsync.emulator.bulk1_format import Bulk1RequestError, parse_json_records, parse_xml_records
 from sfsync.emulator.bulk_csv import CsvFormatError, decode_body, parse_upload
 from sfsync.emulator.bulk_engine import (
+    OUTCOME_ROW_BYTES,
     QUERY_OPERATIONS,
+    QUERY_ROW_BYTES,
     RESULT_PREFIX,
     HeaderError,
     Outcomes,
     csv_records,
+    job_finished,
     now,
     resolve_header,
     run_waves,
@@ -106,6 +109,7 @@ class Job:
     batches: list[Batch] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     job_type: str = "Classic"
+    retired: bool = False  # handed to the store's retention once closed and every batch done
 
     @property
     def is_query(self) -> bool:
@@ -161,7 +165,28 @@ class Job:
 
 
 def process(org: Any, job: Job) -> None:
-    """Run every queued batch of ``job`` (Serial: one by one; Parallel: as one wave)."""
+    """Run every queued batch of ``job`` (Serial: one by one; Parallel: as one wave).
+
+    A closed or aborted job whose batches are all done is handed to the store's retention.
+    """
+    _process(org, job)
+    retire_if_done(org, job)
+
+
+def retire_if_done(org: Any, job: Job) -> None:
+    """Once a job is closed (or aborted) and no batch waits, the store counts what it keeps."""
+    if job.retired or job.state not in ("Closed", "Aborted"):
+        return
+    if any(b.state in ("Queued", "InProgress") for b in job.batches):
+        return
+    job.retired = True
+    kept = sum(len(b.request) + len(b.outcomes) * OUTCOME_ROW_BYTES
+               + (len(b.query_result.records) * QUERY_ROW_BYTES if b.query_result is not None else 0)
+               for b in job.batches)
+    job_finished(org, job.id, kept)
+
+
+def _process(org: Any, job: Job) -> None:
     if not any(b.state == "Queued" for b in job.batches):
         return
     with job.lock:

@@ -40,10 +40,12 @@ from sfsync.emulator.bulk_csv import (
 from sfsync.emulator.bulk_engine import (
     INGEST_OPERATIONS,
     JOB_PREFIX,
+    OUTCOME_ROW_BYTES,
     HeaderError,
     Outcomes,
     csv_records,
     external_id_name,
+    job_finished,
     note_batches,
     now,
     object_name,
@@ -265,7 +267,10 @@ def _set_state(org: Any, job: IngestJob, req: BulkRequest) -> BulkResponse:
         else:
             return api_error(400, "INVALIDJOBSTATE", f"Invalid job state: {target}")
         job.touch()
-        return json_response(200, job.info(full=False))
+        body = json_response(200, job.info(full=False))
+    if job.state == "Aborted":
+        job_finished(org, job.id, _retained(job))
+    return body
 
 
 def _delete(org: Any, job: IngestJob) -> BulkResponse:
@@ -273,9 +278,7 @@ def _delete(org: Any, job: IngestJob) -> BulkResponse:
         return api_error(
             400, "INVALIDJOBSTATE", "Job can be deleted only in UploadComplete, JobComplete, Aborted or Failed state"
         )
-    store = store_for(org)
-    with store.lock:
-        store.jobs.pop(job.id, None)
+    store_for(org).forget(job.id)
     return BulkResponse(204, [], [])
 
 
@@ -325,6 +328,13 @@ def _process(org: Any, job: IngestJob) -> None:
         finally:
             job.processing_ms = int((time.monotonic() - started) * 1000)
             job.touch()
+    job_finished(org, job.id, _retained(job))
+
+
+def _retained(job: IngestJob) -> int:
+    """What a finished job keeps: its upload (echoed in the results) and per-row outcomes."""
+    text = len(job.upload.text) if job.upload is not None else len(job.data or b"")
+    return text + len(job.outcomes) * OUTCOME_ROW_BYTES
 
 
 def _run(org: Any, job: IngestJob) -> None:

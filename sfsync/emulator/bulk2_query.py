@@ -33,7 +33,7 @@ from sfsync.emulator.bulk_csv import (
     encode_locator,
     write_rows,
 )
-from sfsync.emulator.bulk_engine import JOB_PREFIX, now, sf_datetime, store_for
+from sfsync.emulator.bulk_engine import JOB_PREFIX, QUERY_ROW_BYTES, job_finished, now, sf_datetime, store_for
 from sfsync.emulator.bulk_http import BulkRequest, BulkResponse, json_response, stream_response
 from sfsync.emulator.errors import SfApiError
 from sfsync.emulator.soql_parse import Call
@@ -62,6 +62,7 @@ class QueryJob:
     error_message: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     job_type: str = "V2Query"
+    retired: bool = False  # handed to the store's retention once final
 
     def info(self, *, full: bool) -> dict[str, Any]:
         """The job JSON (short form for create/PATCH, full for GET)."""
@@ -120,15 +121,16 @@ def handle(org: Any, req: BulkRequest, rest: list[str]) -> BulkResponse:
             state = job.poll()
             body = job.info(full=True)
             body["state"] = state
+            if state in _FINAL and not job.retired:
+                job.retired = True
+                job_finished(org, job.id, len(job.result.records) * QUERY_ROW_BYTES)
             return json_response(200, body)
         if method == "PATCH":
             return _abort(job, req)
         if method == "DELETE":
             if job.state not in _FINAL:
                 return api_error(400, "INVALIDJOBSTATE", "Job can be deleted only when it is complete, aborted or failed")
-            store = store_for(org)
-            with store.lock:
-                store.jobs.pop(job.id, None)
+            store_for(org).forget(job.id)
             return BulkResponse(204, [], [])
         return api_error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are GET, PATCH, DELETE")
     if len(rest) == 2 and rest[1] == "results" and method == "GET":

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import gc
 import itertools
+import os
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,23 +42,85 @@ class HeaderError(ValueError):
 # ------------------------------------------------------------------------------ stores
 
 
+#: What finished Bulk jobs may keep (uploads, results, query rows) before the oldest are deleted.
+DEFAULT_RETENTION_MB = 256
+#: Estimated bytes a row's outcome (its Id and flags) or a query result row keeps.
+OUTCOME_ROW_BYTES = 80
+QUERY_ROW_BYTES = 200
+
+
+def retention_bytes_from_env() -> int:
+    """``SFSYNC_EMULATOR_BULK_RETENTION_MB`` (default :data:`DEFAULT_RETENTION_MB`), in bytes."""
+    raw = os.environ.get("SFSYNC_EMULATOR_BULK_RETENTION_MB", "").strip()
+    try:
+        mb = float(raw) if raw else DEFAULT_RETENTION_MB
+    except ValueError:
+        raise ValueError(f"SFSYNC_EMULATOR_BULK_RETENTION_MB: not a number of megabytes: {raw!r}") from None
+    return max(0, int(mb * (1 << 20)))
+
+
 @dataclass
 class BulkStore:
     """The Bulk jobs of one org (both APIs), guarded by one lock.
 
+    Salesforce deletes Bulk jobs (and their results) seven days after they finish; an
+    emulator that kept every finished job would hold each upload and its results for as long
+    as it runs (about 1 GB per million rows loaded). Finished jobs are kept up to
+    ``retention_bytes`` of their data instead: beyond it the oldest are deleted, and asking
+    about one answers like a deleted job (404 ``NOT_FOUND`` / ``InvalidJob``).
+
     Attributes:
         jobs: Job objects by id (Bulk 1.0 and 2.0 share the 750 id space, as in Salesforce).
         lock: Taken for any change of job state; processing takes the job's own lock.
+        retention_bytes: Data of finished jobs kept before the oldest are deleted.
+        expired: How many finished jobs were deleted to stay within ``retention_bytes``.
     """
 
     jobs: dict[str, Any] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    retention_bytes: int = DEFAULT_RETENTION_MB << 20
+    expired: int = 0
     _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _finished: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    _finished_bytes: int = 0
 
     def new_id(self, prefix: str) -> str:
         """A fresh 18-character id with ``prefix`` (750 job, 751 batch, 752 result)."""
         with self.lock:
             return ids.make_id(prefix, next(self._seq))
+
+    def finished(self, job_id: str, nbytes: int) -> int:
+        """Note that a job is done and keeps ``nbytes``; delete the oldest done jobs beyond the budget.
+
+        The job just finished is always kept (a client is about to read its results).
+
+        Returns:
+            How many jobs were deleted.
+        """
+        gone = 0
+        with self.lock:
+            if job_id not in self.jobs:
+                return 0
+            self._finished_bytes += nbytes - self._finished.pop(job_id, 0)
+            self._finished[job_id] = nbytes
+            while self._finished_bytes > self.retention_bytes and len(self._finished) > 1:
+                old, size = self._finished.popitem(last=False)
+                self._finished_bytes -= size
+                if self.jobs.pop(old, None) is not None:
+                    gone += 1
+            self.expired += gone
+        return gone
+
+    def forget(self, job_id: str) -> None:
+        """Delete a job (a client's DELETE)."""
+        with self.lock:
+            self.jobs.pop(job_id, None)
+            self._finished_bytes -= self._finished.pop(job_id, 0)
+
+    @property
+    def retained_bytes(self) -> int:
+        """The data finished jobs keep now (estimated)."""
+        return self._finished_bytes
 
 
 _stores: weakref.WeakKeyDictionary[Any, BulkStore] = weakref.WeakKeyDictionary()
@@ -64,12 +128,20 @@ _stores_lock = threading.Lock()
 
 
 def store_for(org: Any) -> BulkStore:
-    """The job store of ``org``, created on first use (jobs live as long as the org)."""
+    """The job store of ``org``, created on first use (finished jobs kept up to ``org.bulk_retention_bytes``)."""
     with _stores_lock:
         store = _stores.get(org)
         if store is None:
-            store = _stores[org] = BulkStore()
+            retention = getattr(org, "bulk_retention_bytes", None)
+            store = _stores[org] = BulkStore(retention_bytes=DEFAULT_RETENTION_MB << 20 if retention is None else retention)
         return store
+
+
+def job_finished(org: Any, job_id: str, nbytes: int) -> None:
+    """Hand a finished job's data size to the store (which may delete older jobs; counted)."""
+    gone = store_for(org).finished(job_id, nbytes)
+    if gone:
+        org.counters["bulk_jobs_expired"] += gone
 
 
 def reset_store(org: Any) -> None:

@@ -26,12 +26,16 @@ def emulator() -> None:
               help="YAML file adding fields/objects to the packaged schema.")
 @click.option("--faults", "faults_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML/JSON fault knobs (see docs/emulator.md).")
-def serve_cmd(host: str, port: int, state_dir: Path, schema_overlay: Path | None, faults_file: Path | None) -> None:
+@click.option("--bulk-retention-mb", type=click.FloatRange(min=0), default=None,
+              help="Data finished Bulk jobs keep before the oldest are deleted "
+                   "[default: $SFSYNC_EMULATOR_BULK_RETENTION_MB, else 256].")
+def serve_cmd(host: str, port: int, state_dir: Path, schema_overlay: Path | None, faults_file: Path | None,
+              bulk_retention_mb: float | None) -> None:
     """Serve the org over HTTPS until Ctrl-C / SIGTERM; the state is flushed on the way out."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         faults = Faults.load(faults_file) if faults_file else None
-        org = Org(state_dir=state_dir, schema_overlay=schema_overlay, faults=faults)
+        org = Org(state_dir=state_dir, schema_overlay=schema_overlay, faults=faults, bulk_retention_mb=bulk_retention_mb)
     except (ValueError, OSError) as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sfsync.emulator.bulk_engine import retention_bytes_from_env
 from sfsync.emulator.dml import BULK_APIS, run_dml
 from sfsync.emulator.errors import DmlResult, SfApiError
 from sfsync.emulator.faults import Faults
@@ -57,8 +58,13 @@ class Org(RecordStore):
     """
 
     def __init__(self, state_dir: Path | None = None, schema_overlay: Path | None = None,
-                 faults: Faults | None = None, clock: Callable[[], datetime] | None = None) -> None:
+                 faults: Faults | None = None, clock: Callable[[], datetime] | None = None,
+                 bulk_retention_mb: float | None = None) -> None:
         super().__init__(Schema.load_default(schema_overlay), clock)
+        # Data finished Bulk jobs keep before the oldest are deleted (None: the environment's
+        # SFSYNC_EMULATOR_BULK_RETENTION_MB, else 256 MB; see bulk_engine.BulkStore).
+        self.bulk_retention_bytes = (retention_bytes_from_env() if bulk_retention_mb is None
+                                     else max(0, int(bulk_retention_mb * (1 << 20))))
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.faults = faults or Faults()
         self.counters: Counter[str] = Counter()

@@ -333,3 +333,30 @@ def test_over_loopback_https_with_chunked_uploads(org: Org, token: str, tmp_path
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+def test_closed_jobs_beyond_the_retention_are_deleted_oldest_first(token: str) -> None:
+    org = Org(bulk_retention_mb=600 / (1 << 20))  # each closed job below keeps more than 600 bytes
+    with route_requests(org):
+        bulk = SalesforceBulk(sessionId=auth.new_session(org, source="test", expires=False),
+                              host=f"https://{DEFAULT_HOST}", API_version="59.0")
+        jobs = []
+        for n in range(3):
+            job = bulk.create_insert_job("Account", contentType="CSV")
+            batch = bulk.post_batch(job, _csv([{"Name": f"Acct {n}-{i}"} for i in range(10)]))
+            bulk.close_job(job)
+            assert bulk.is_batch_done(batch) and len(bulk.get_batch_results(batch)) == 10
+            jobs.append(job)
+        open_job = bulk.create_insert_job("Account", contentType="CSV")  # open jobs are never deleted
+        bulk.post_batch(open_job, _csv([{"Name": "Late"}]))
+        job4 = bulk.create_insert_job("Account", contentType="CSV")
+        bulk.post_batch(job4, _csv([{"Name": f"More {i}"} for i in range(10)]))
+        bulk.close_job(job4)
+        statuses = []
+        for job in [*jobs, open_job]:
+            try:
+                statuses.append(bulk.job_status(job)["state"])
+            except Exception as exc:  # salesforce-bulk raises on the InvalidJob error document
+                statuses.append("InvalidJob" if "InvalidJob" in str(exc) else repr(exc))
+    assert statuses == ["InvalidJob", "InvalidJob", "InvalidJob", "Open"]
+    assert org.counters["bulk_jobs_expired"] == 3

@@ -344,3 +344,38 @@ def test_internal_batches_contend_for_the_parent_lock(sf: Any, org: Org) -> None
     # statements as the first one, so its rows lose the statements' locks.
     assert summary["numberRecordsFailed"] == 15_000 == len(failed)
     assert all(r["sf__Error"].startswith("UNABLE_TO_LOCK_ROW:") for r in failed)
+
+
+# ---------------------------------------------------------------------- retention
+
+
+def test_finished_jobs_beyond_the_retention_are_deleted_oldest_first() -> None:
+    """Like Salesforce deleting week-old jobs: finished jobs' data is kept up to a budget, then
+    the oldest go (their records stay in the org); the newest is always kept for its results."""
+    org = Org(bulk_retention_mb=1500 / (1 << 20))  # ~1.5 KB: each job below keeps more than that
+    sf, raw = inprocess_salesforce(org), Raw(org)
+    jobs = []
+    for n in range(3):
+        results = sf.bulk2.Account.insert(records=[{"Name": f"Acct {n}-{i}"} for i in range(20)], wait=0)
+        assert results[0]["numberRecordsProcessed"] == 20
+        jobs.append(results[0]["job_id"])
+    assert [raw.call("GET", f"ingest/{j}").status_code for j in jobs] == [404, 404, 200]
+    assert raw.call("GET", f"ingest/{jobs[0]}/successfulResults").json()[0]["errorCode"] == "NOT_FOUND"
+    assert len(_rows(raw.call("GET", f"ingest/{jobs[2]}/successfulResults").text)) == 20
+    assert org.counters["bulk_jobs_expired"] == 2
+    assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == 60  # every record stays loaded
+
+
+def test_jobs_are_kept_within_the_default_retention(sf: Any, raw: Raw, org: Org) -> None:
+    jobs = [sf.bulk2.Account.insert(records=[{"Name": f"A{n}"}], wait=0)[0]["job_id"] for n in range(3)]
+    assert all(raw.call("GET", f"ingest/{j}").status_code == 200 for j in jobs)
+    assert org.counters["bulk_jobs_expired"] == 0
+    assert bulk2.store_for(org).retained_bytes > 0
+
+
+def test_retention_from_the_environment_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFSYNC_EMULATOR_BULK_RETENTION_MB", "0.5")
+    assert Org().bulk_retention_bytes == 1 << 19
+    monkeypatch.setenv("SFSYNC_EMULATOR_BULK_RETENTION_MB", "lots")
+    with pytest.raises(ValueError, match="SFSYNC_EMULATOR_BULK_RETENTION_MB"):
+        Org()
