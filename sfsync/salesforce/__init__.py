@@ -5,6 +5,7 @@ Public surface::
     client = connect(settings)                      # auth from SalesforceSettings
     client.describe("vlocity_cmt__Statement__c")    # cached in memory and on disk
     client.query(soql) / client.query_frames(soql)  # REST paging, Bulk 2.0 for volume
+    client.query_tables(soql)                       # the same as Arrow tables of strings
     results = client.write(sobject, "upsert", frame, external_id_field="...")
     client.calls                                    # {"rest": n, "query": n, "bulk1": n, "bulk2": n}
 
