@@ -428,23 +428,27 @@ class Loader:
             self._reject_frame(biller, compiled.sobject, upd.rejects, "map")
             if len(upd) == 0:
                 continue
-            keys = upd.rows.column("_key").to_pylist()
-            states = self.store.get_states(biller, compiled.sobject, keys)
-            have = np.array([k in states and states[k].sf_id is not None for k in keys], dtype=bool)
+            # The stored Ids of the rows' keys, as arrays: no Python object per account.
+            keys = upd.rows.column("_key")
+            probe = self.store.scan_states(biller, compiled.sobject, keys, with_ids=True)
+            sf_ids = probe.sf_ids if probe.sf_ids is not None else np.full(len(upd), None, dtype=object)
+            have = probe.present & pd.notna(sf_ids)
             if not have.any():
                 continue
             fields = [lk.field for lk in upd.lookups if lk.deferred and lk.field in upd.rows.column_names]
-            frame = upd.rows.select(fields).to_pandas(types_mapper=pd.ArrowDtype)[have]
-            frame.insert(0, "Id", [states[k].sf_id for k, h in zip(keys, have, strict=True) if h])
+            frame = upd.rows.select(fields).filter(pa.array(have)).to_pandas(types_mapper=pd.ArrowDtype)
+            frame.insert(0, "Id", sf_ids[have])
             res = self.writer.write(compiled, "update", frame)
             failed = ~res["success"].fillna(False).to_numpy(dtype=bool)
             if failed.any():
-                src = [s for s, h in zip(upd.rows.column("_source").to_pylist(), have, strict=True) if h]
-                kk = [k for k, h in zip(keys, have, strict=True) if h]
-                codes, msgs = res["error_code"].tolist(), res["message"].tolist()
-                self._reject([Reject(self.run.run_id, biller, compiled.sobject, kk[i], src[i], "salesforce",
-                                     str(codes[i]), f"after-load update of {', '.join(fields)}: {msgs[i]}")
-                              for i in np.flatnonzero(failed).tolist()], compiled.sobject)
+                rows = pa.array(np.flatnonzero(have)[failed])
+                src = upd.rows.column("_source").take(rows).to_pylist()
+                kk = keys.take(rows).to_pylist()
+                codes = res["error_code"].to_numpy(dtype=object)[failed].tolist()
+                msgs = res["message"].to_numpy(dtype=object)[failed].tolist()
+                self._reject([Reject(self.run.run_id, biller, compiled.sobject, k, s, "salesforce",
+                                     str(c), f"after-load update of {', '.join(fields)}: {m}")
+                              for k, s, c, m in zip(kk, src, codes, msgs, strict=True)], compiled.sobject)
 
     # -- dry run ---------------------------------------------------------------------------------
     def _plan(self, sobject: str, mapped: MappedBatch, new: np.ndarray, changed: np.ndarray, unchanged: int) -> None:

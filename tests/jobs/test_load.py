@@ -122,6 +122,33 @@ def test_first_load_creates_everything_with_mapped_values_and_relationships(
     assert app.store.count_states("acme", BALANCE) == len(org.records(BALANCE))
 
 
+def test_a_parent_update_failing_after_the_load_is_rejected_with_its_reason(
+        load: Loader, routed: Org, data: Path, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ParentId after-step: a child account deleted in the org before it runs is a reject
+    naming the row, the field and Salesforce's error; the other children get their parent."""
+    import sfsync.jobs.load as load_module
+
+    with_parent = [r for r in rows_of(data / "accounts.csv") if r["parent_account_number"]]
+    victim = with_parent[0]["account_number"]
+    real = load_module.crash_point
+
+    def delete_victim(point: str) -> None:
+        if point == f"load.after_send.{ACCOUNT}":
+            rec = next(r for r in routed.records(ACCOUNT) if r["AccountNumber"] == victim)
+            assert routed.dml(ACCOUNT, "delete", [{"Id": rec["Id"]}])[0].success
+        real(point)
+
+    monkeypatch.setattr(load_module, "crash_point", delete_victim)
+    report = load()
+    rejects = [r for r in app.store.list_rejects(report.run.run_id) if r.sobject == ACCOUNT]
+    assert [(r.key, r.stage) for r in rejects] == [(f"acme:{victim}", "salesforce")]
+    assert rejects[0].code == "ENTITY_IS_DELETED" and "after-load update of ParentId" in rejects[0].message
+    assert rejects[0].source.startswith("accounts.csv:")
+    accounts = {r["AccountNumber"]: r for r in routed.records(ACCOUNT)}
+    for r in with_parent[1:]:
+        assert accounts[r["account_number"]]["ParentId"] == accounts[r["parent_account_number"]]["Id"]
+
+
 def test_first_load_probes_no_state_for_external_id_objects_and_times_each_object(
         load: Loader, routed: Org, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     probed: list[str] = []
