@@ -78,30 +78,40 @@ class Emulator:
         self.proc.returncode = 0
 
 
-def _hwm_mb(pid: int) -> float:
-    """The process's peak resident set so far (VmHWM), in MB; 0 once it is gone."""
+def _memory_mb(pid: int) -> dict[str, float]:
+    """The process's VmHWM, RssAnon and RssFile now, in MB; empty once it is gone."""
     try:
         with open(f"/proc/{pid}/status") as fh:
-            return next(int(x.split()[1]) for x in fh if x.startswith("VmHWM")) / 1024
-    except (OSError, StopIteration):
-        return 0.0
+            fields = {k: int(v.split()[0]) / 1024 for k, _, v in (line.partition(":") for line in fh)
+                      if k in ("VmHWM", "RssAnon", "RssFile")}
+    except (OSError, ValueError):
+        return {}
+    return fields
 
 
 def measured(argv: list[str]) -> dict[str, Any]:
     """Run a command; its own CPU seconds (user + sys), peak RSS and wall time, and its stdout.
 
     CPU comes from ``os.wait4`` (the child alone). Peak RSS is the child's VmHWM, polled while
-    it runs: ``ru_maxrss`` survives ``exec`` and could report this parent's peak instead.
+    it runs: ``ru_maxrss`` survives ``exec`` and could report this parent's peak instead. The
+    same polls (every 50 ms) split it: the largest anonymous resident set seen (the process's
+    own data), and the pages of files it maps (mostly the libraries' code) at the last poll.
+    How many of those a load touches is its own, but how many get mapped around each touch
+    depends on the kernel's page cache: 30-40 MB more straight after the venv was installed
+    than after the cache was dropped, here.
     """
     t = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=err, text=True)
-        peak = 0.0
+        peak = anon = files = 0.0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            peak = max(peak, _hwm_mb(proc.pid))
+            now = _memory_mb(proc.pid)
+            if now:
+                peak, anon = max(peak, now.get("VmHWM", 0.0)), max(anon, now.get("RssAnon", 0.0))
+                files = now.get("RssFile", files)
             time.sleep(0.05)
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -111,7 +121,7 @@ def measured(argv: list[str]) -> dict[str, Any]:
     if proc.returncode:
         print(f"  {argv[1]} exited {proc.returncode}:\n{tail}", flush=True)
     return {"rc": proc.returncode, "wall": time.perf_counter() - t, "cpu": usage.ru_utime + usage.ru_stime,
-            "rss_mb": peak, "stdout": stdout, "stderr": stderr}
+            "rss_mb": peak, "rss_anon_mb": anon, "rss_file_mb": files, "stdout": stdout, "stderr": stderr}
 
 
 def stages(stderr: str, sobject: str) -> dict[str, float]:
@@ -164,7 +174,7 @@ def sfsync_load(config: Path, emu: Emulator) -> dict[str, Any]:
 def line(label: str, r: dict[str, Any], items: int) -> str:
     rate = f"{items / r['cpu']:>10,.0f} line items/s of worker CPU" if items else ""
     return (f"  {label:<22} exit {r['rc']}  wall {r['wall']:7.1f} s  worker CPU {r['cpu']:7.1f} s  "
-            f"peak RSS {r['rss_mb']:6.0f} MB  {rate}\n{'':26}sent {r.get('sent', 0):,}  calls {r['calls']}")
+            f"peak RSS {r['rss_mb']:6.0f} MB (anon {r.get('rss_anon_mb', 0):.0f}, files {r.get('rss_file_mb', 0):.0f})  {rate}\n{'':26}sent {r.get('sent', 0):,}  calls {r['calls']}")
 
 
 @contextlib.contextmanager
