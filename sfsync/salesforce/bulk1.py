@@ -110,7 +110,7 @@ def ingest(
             failures.append(JobFailure(f"{job_id}/{batch_id}", str(info.get("state")), str(reason), stop - start))
         else:
             body = transport.call_bulk1(partial(_batch_result, job_id=job_id, batch_id=batch_id), guarded=False)
-            _positional(out, positions, read_csv(body, threads=False))  # 10k rows: one block
+            _positional(out, positions, read_csv(body, threads=False))  # 10k rows: a block or two
         if progress is not None:
             progress(stop - start)
     return out, failures

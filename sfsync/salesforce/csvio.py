@@ -103,6 +103,13 @@ def csv_chunks(table: pa.Table, *, max_rows: int | None, max_bytes: int, reuse: 
             pending.append((s, min(s + size, stop)))
 
 
+#: Bytes parsed at a time. The parser holds every field of a block, converted or not: with
+#: 16 MiB blocks, parsing the results of a 50,000-row Bulk 2.0 job (7 MB, three columns
+#: converted) peaked at 20 MB of Arrow memory and took 29 ms; with 1 MiB blocks, 9 MB and 12 ms
+#: (the blocks stay in the CPU's cache).
+READ_BLOCK = 1 << 20
+
+
 def read_csv(data: bytes | bytearray, *, nullable: bool = False, columns: Collection[str] | None = None, threads: bool = True) -> pa.Table:
     """Parse CSV whose every column is a string.
 
@@ -113,8 +120,8 @@ def read_csv(data: bytes | bytearray, *, nullable: bool = False, columns: Collec
         columns: convert only these columns (those of them the header has, in header
             order); the others are parsed past but never built. ``None``, or none of
             them in the header: all columns.
-        threads: parse blocks on Arrow's thread pool. A body under one block (16 MB)
-            gains nothing from it but the threads' own overhead.
+        threads: parse blocks (:data:`READ_BLOCK`) on Arrow's thread pool. A body of a
+            few blocks gains little from it but the threads' own overhead.
     """
     if not data or data.isspace():  # isspace stops at the first byte of a real body
         return pa.table({})
@@ -131,7 +138,7 @@ def read_csv(data: bytes | bytearray, *, nullable: bool = False, columns: Collec
     )
     return pacsv.read_csv(
         pa.BufferReader(data),  # reads the bytes in place (io.BytesIO would copy them out)
-        read_options=pacsv.ReadOptions(block_size=1 << 24, use_threads=threads),
+        read_options=pacsv.ReadOptions(block_size=READ_BLOCK, use_threads=threads),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=convert,
     )

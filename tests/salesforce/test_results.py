@@ -110,3 +110,19 @@ def test_keys_are_matched_by_hash_and_confirmed_by_their_text(monkeypatch):
     (positions,) = match_on_key(sent, [pa.table({"k": ["cd", "ab", "zz", "efg"]})], "k")
     assert positions.tolist() == [1, 0, -1, 2]
     assert match_on_key(pa.table({"k": ["ab", "ab"]}), [pa.table({"k": ["ab"]})], "k") is None
+
+
+def test_a_body_of_many_parse_blocks_reads_back_whole_with_values_spanning_block_edges():
+    from sfsync.salesforce.csvio import READ_BLOCK
+
+    n = 30_000  # ~3 READ_BLOCKs of CSV: block edges fall inside quoted values with newlines and commas
+    sent = pa.table({"sf__Id": [f"a0B{i:015d}" for i in range(n)],
+                     "Note__c": [f'line {i},\n"quoted" {"x" * (i % 50)}' for i in range(n)],
+                     "Ext__c": [f"acme:{i}" for i in range(n)]})
+    body = write_csv(sent)
+    assert len(body) > 2 * READ_BLOCK
+    for threads in (False, True):
+        table = read_csv(body, columns=("sf__Id", "Ext__c"), threads=threads)
+        assert table.column("sf__Id").num_chunks > 1
+        assert table.to_pydict() == sent.select(["sf__Id", "Ext__c"]).to_pydict()
+        assert read_csv(body, threads=threads).column("Note__c").to_pylist() == sent.column("Note__c").to_pylist()
