@@ -142,7 +142,7 @@ class Loader:
                         if item.mapped is not None and item.hashes is not None:
                             self._settle(biller.name, compiled, item.mapped, item.hashes,
                                          Probe.empty(len(item.hashes)), deferred)
-                        self._done(biller, compiled, item, trim=False)
+                        self._done(biller, compiled, item, min_free=STREAM_TRIM_FREE)
                         continue
                     window.add(item)
                     give_back_memory()  # what mapping the batch freed: the window holds on to little of it
@@ -186,7 +186,7 @@ class Loader:
             self._cpu[name] += time.process_time() - t
 
     # -- one batch -----------------------------------------------------------------------------
-    def _done(self, biller: Biller, compiled: CompiledMapping, item: Item, *, trim: bool = True) -> None:
+    def _done(self, biller: Biller, compiled: CompiledMapping, item: Item, *, min_free: int = 0) -> None:
         """After a batch's rows are recorded: progress, crash rehearsals, its checkpoint."""
         self._progress(compiled.sobject, item.num_rows)
         point = "load.after_record" if item.checkpoint is not None else "load.mid_file"
@@ -204,10 +204,10 @@ class Loader:
                 biller.commit(item.checkpoint)
         self.run.api_calls.update(self.client.calls)
         self.run.flush()
-        # After a streamed batch the next one reuses most of what this one freed: giving it
-        # back each time cost 10% of the line-item step's CPU in page faults (its peak did
-        # not move), so only a heap holding much free memory is trimmed there.
-        give_back_memory(min_free=0 if trim else STREAM_TRIM_FREE)
+        # After a streamed batch (min_free set) the next one reuses most of what this one
+        # freed: giving it back each time cost 10% of the line-item step's CPU in page faults
+        # (its peak did not move), so only a heap holding much free memory is trimmed there.
+        give_back_memory(min_free=min_free)
 
     def _flush(self, biller: Biller, compiled: CompiledMapping, window: Window, deferred: list[MappedBatch]) -> None:
         """Scan the store once for the window's keys, then settle its batches in order.
