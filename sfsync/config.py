@@ -158,14 +158,14 @@ class LimitSettings(_Model):
     """How much of the org's daily API budget sfsync may use, and retry bounds."""
 
     api_budget_share: float = Field(0.5, gt=0, le=1)
-    max_retries: int = Field(3, ge=0, le=10)
+    max_retries: int = Field(4, ge=0, le=10)  # a call failing with 5xx / no connection is sent up to 1 + this many times
 
 
 class LoadSettings(_Model):
     """Options of the load job."""
 
     trim_date: date | Literal["org"] | None = "org"
-    batch_rows: int = Field(50_000, ge=1)
+    batch_rows: int = Field(50_000, ge=1)  # rows a biller reads per batch unless it sets its own batch_size
 
 
 class ExportObjectSettings(_Model):
@@ -377,6 +377,8 @@ def _check_billers(settings: Settings, fname: str) -> None:
         if kind is None:
             raise ConfigError(f"unknown biller kind {b.kind!r}; expected one of {', '.join(sorted(BILLER_KINDS))}",
                               file=fname, key=f"billers[{i}].kind")
+        if "batch_size" in kind.settings.model_fields and b.model_extra is not None and "batch_size" not in b.model_extra:
+            b.model_extra["batch_size"] = settings.load.batch_rows
         try:
             kind.settings.model_validate(b.kind_settings())
         except ValidationError as exc:

@@ -104,3 +104,17 @@ def test_masked_hides_kind_specific_secrets(tmp_path: Path) -> None:
     s.billers = []
     data = masked(s)
     assert data["salesforce"]["password"] is None
+
+
+def test_load_batch_rows_is_the_billers_default_batch(tmp_path: Path) -> None:
+    from sfsync.billers import make_biller as build
+    from sfsync.jobs.setup import make_biller
+
+    data = tmp_path / "data"
+    data.mkdir()
+    p = write(tmp_path, "salesforce: {emulator: /tmp/e}\nload: {batch_rows: 1234}\n"
+                        f"billers:\n  - {{name: a, kind: files, path: {data}}}\n"
+                        f"  - {{name: b, kind: files, path: {data}, batch_size: 77}}\n")
+    s = load_settings(p)
+    assert [make_biller(b, None).config.batch_size for b in s.billers] == [1234, 77]  # the biller's own wins
+    assert build("c", "files", {"path": str(data)}).config.batch_size == 50_000

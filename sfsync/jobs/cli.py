@@ -104,7 +104,8 @@ def retry(app: App, run_id: int) -> int:
 @click.command("rejects")
 @click.argument("run_id", type=int)
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True),
-              help="Write a Data Loader-style error file: the source columns plus ERROR.")
+              help="Write a Data Loader-style error file: SOURCE (file:line or the biller's id), OBJECT, KEY, "
+                   "STAGE, ERROR_CODE, ERROR, then the fields that were sent (rows rejected by Salesforce).")
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows shown on screen.")
 @pass_app
 def rejects(app: App, run_id: int, csv_path: str | None, limit: int) -> int:

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sfsync import log
-from sfsync.errors import BudgetExhausted, SfsyncError
+from sfsync.errors import BudgetExhausted
 from sfsync.jobs.diff import diff, payload_hash
 from sfsync.jobs.export import crash_point
 from sfsync.jobs.memory import STREAM_TRIM_FREE, give_back_memory, peak_rss_mb
@@ -47,6 +47,7 @@ from sfsync.jobs.runner import RunContext
 from sfsync.jobs.window import Item, Window, repeated, window_full
 from sfsync.jobs.write import BULK_JOB_FAILED, Writer
 from sfsync.mappers.batch import empty_rejects
+from sfsync.salesforce.transport import ApiError
 from sfsync.state import Reject
 from sfsync.state.segments import Probe
 
@@ -482,8 +483,13 @@ def org_trim_date(client: SalesforceClient) -> date | None:
     try:
         rows = list(client.query("SELECT vlocity_cmt__TrimDate__c FROM vlocity_cmt__BillingDataTrim__c "
                                  "WHERE vlocity_cmt__TrimDate__c != null ORDER BY vlocity_cmt__TrimDate__c DESC LIMIT 1"))
-    except SfsyncError:
-        return None  # the setting is absent in this org: nothing is trimmed
+    except ApiError as exc:
+        if exc.error_code in ("INVALID_TYPE", "INVALID_FIELD"):
+            return None  # the setting is absent in this org: nothing is trimmed
+        log.get_logger("sfsync.load").warning(
+            "the org's data-retention trim date could not be read; nothing is trimmed this run "
+            "(set load.trim_date in the config or pass --trim-date)", error=str(exc), error_code=exc.error_code)
+        return None
     if not rows:
         return None
     return date.fromisoformat(str(rows[0]["vlocity_cmt__TrimDate__c"])[:10])

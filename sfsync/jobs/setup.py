@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 def connect_salesforce(settings: Settings, *, session: requests.Session | None = None,
                        refresh_describe: bool = False) -> SalesforceClient:
     """Log in to the org the settings name, with the run's API budget guard."""
-    from sfsync.salesforce import BudgetGuard, connect
+    from sfsync.salesforce import BudgetGuard, RetryPolicy, connect
 
     return connect(cast(Any, settings.salesforce), session=session, guard=BudgetGuard(settings.limits.api_budget_share),
-                   refresh_describe=refresh_describe)
+                   policy=RetryPolicy(attempts=settings.limits.max_retries + 1), refresh_describe=refresh_describe)
 
 
 def select_billers(settings: Settings, names: list[str] | None) -> list[BillerSettings]:

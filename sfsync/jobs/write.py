@@ -105,6 +105,7 @@ class Writer:
                                     sobject=compiled.sobject, error=str(exc))
                 self._matchers.pop(compiled.sobject, None)
                 ids = self._match(compiled, mapped, known_ids)
+                self.run.count(compiled.sobject, retried=len(frame))
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def _write_split(self, compiled: CompiledMapping, frame: pd.DataFrame, ids: list[str | None]) -> pd.DataFrame:

@@ -41,8 +41,16 @@ class SalesforceClient:
 
     @property
     def calls(self) -> dict[str, int]:
-        """Calls made so far by kind: ``rest``, ``query``, ``bulk1``, ``bulk2``."""
-        return self.transport.counter.as_dict()
+        """Calls made so far by kind: ``rest``, ``query``, ``bulk1``, ``bulk2``.
+
+        Also, once they happened: ``http_retries`` (calls sent again after a 5xx or a
+        connection failure; each attempt is counted in its kind too) and ``relogins``.
+        """
+        calls = self.transport.counter.as_dict()
+        for key, n in (("http_retries", self.transport.retries), ("relogins", self.transport.relogins)):
+            if n:
+                calls[key] = n
+        return calls
 
     @property
     def guard(self) -> BudgetGuard:

@@ -194,6 +194,7 @@ class Transport:
         self.timeout = timeout
         self.ca_bundle = ca_bundle
         self.relogins = 0
+        self.retries = 0  # calls sent again after a 5xx or a connection failure
         self._lock = threading.Lock()
         self._local = threading.local()
         self._token: Token = auth.initial_token()
@@ -399,6 +400,8 @@ class Transport:
             if failure.kind == "transient":
                 attempt += 1
                 if (idempotent or failure.unsent) and attempt < self.policy.attempts:
+                    with self._lock:
+                        self.retries += 1
                     self.policy.sleep(self.policy.backoff(attempt, failure.retry_after))
                     continue
                 raise TransientError(failure.message, retry_after=failure.retry_after) from None

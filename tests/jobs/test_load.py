@@ -17,7 +17,9 @@ import pytest
 from sfsync.app import App
 from sfsync.cli import main as sfsync
 from sfsync.emulator.org import Org
+from sfsync.errors import TransientError
 from sfsync.jobs.load import LoadOptions
+from sfsync.salesforce.transport import ApiError
 from tests.jobs.conftest import (
     ACCOUNT,
     BALANCE,
@@ -27,6 +29,7 @@ from tests.jobs.conftest import (
     STATEMENT,
     Loader,
     file_rows,
+    write_config,
 )
 
 WRITE_KINDS = ("dml_rows", "records_ingested", "bulk1", "bulk2")
@@ -467,6 +470,44 @@ def test_records_before_the_orgs_trim_date_are_not_loaded(load: Loader, routed: 
     assert all(str(r["vlocity_cmt__StatementDate__c"]) >= "2026-02-01" for r in routed.records(ITEM))
     assert all(str(r["vlocity_cmt__Date__c"]) >= "2026-02-01" for r in routed.records(BALANCE))
     assert len(routed.records(ACCOUNT)) == file_rows(data, "accounts")  # accounts carry no date
+
+
+@pytest.mark.parametrize("where", ["flag", "config"])
+def test_a_trim_date_from_the_flag_or_the_config_overrides_the_orgs(
+        where: str, tmp_path: Path, org: Org, routed: Org, data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    routed.dml("vlocity_cmt__BillingDataTrim__c", "insert", [{"Name": "default", "vlocity_cmt__TrimDate__c": "2026-01-01"}])
+    (tmp_path / where).mkdir()
+    config = write_config(tmp_path / where, org, data)
+    if where == "config":
+        config.write_text(config.read_text().replace("trim_date: org", "trim_date: 2026-02-01"))
+
+    assert cli(config, "load", *(["--trim-date", "2026-02-01"] if where == "flag" else [])) == 0
+
+    assert "records dated before 2026-02-01 were not loaded" in capsys.readouterr().out
+    kept = [r for p in data.glob("statements_*.csv") for r in rows_of(p) if r["statement_date"] >= "2026-02-01"]
+    assert 0 < len(kept) < file_rows(data, "statements_")
+    assert sorted(by_ext(routed, STATEMENT)) == sorted(f"acme:{r['statement_id']}" for r in kept)
+    assert all(str(r["vlocity_cmt__Date__c"]) >= "2026-02-01" for r in routed.records(BALANCE))
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (ApiError("sObject type 'vlocity_cmt__BillingDataTrim__c' is not supported", status=400, error_code="INVALID_TYPE"),
+     None),
+    (ApiError("insufficient access", status=403, error_code="INSUFFICIENT_ACCESS"), None),
+    (TransientError("HTTP 503"), TransientError),
+])
+def test_the_orgs_trim_date_when_it_cannot_be_read(error: Exception, expected: Any) -> None:
+    from sfsync.jobs.load import org_trim_date
+
+    class Org_:  # the one call org_trim_date makes, failing as the org would
+        def query(self, soql: str) -> Any:
+            raise error
+
+    if expected is None:  # an org without the setting, or a user who may not read it: no trim date
+        assert org_trim_date(Org_()) is None  # type: ignore[arg-type]
+    else:  # a transient failure is not "no trim date": the run stops and is rerun
+        with pytest.raises(expected):
+            org_trim_date(Org_())  # type: ignore[arg-type]
 
 
 def test_a_second_load_of_the_same_biller_is_refused_while_one_runs(

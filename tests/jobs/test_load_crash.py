@@ -14,8 +14,10 @@ loopback HTTPS from this test process. ``SFSYNC_CRASH_AT`` makes the worker die 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,5 +100,46 @@ def test_kill_9_then_the_same_command_loads_everything_once(point: str, served: 
         before = org.counters["dml_rows"]
         assert sfsync_load(config).returncode == 0
         assert org.counters["dml_rows"] == before
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 0.5, 0.75])
+def test_sigkill_from_outside_while_rows_are_being_written_then_the_same_command(
+        share: float, served: tuple[Org, Path], data: Path, tmp_path: Path) -> None:
+    """A real ``kill -9`` from another process, at a moment chosen by what the org has received.
+
+    The named crash points above die where sfsync's code says; this one dies wherever the worker
+    happens to be once the org holds ``share`` of the rows — in a Bulk job's upload or poll, in the
+    state store's write, between a batch and its file mark.
+    """
+    org, state = served
+    config = write_config(tmp_path, state, data)
+    config.write_text(config.read_text().replace("    mappings:", "    batch_size: 60\n    mappings:"))
+    total = sum(file_rows(data, e) for e in ("accounts", "statements_", "line_items_", "balances_", "disputes_"))
+    env = {k: v for k, v in os.environ.items() if k != "SFSYNC_CRASH_AT"}
+    proc = subprocess.Popen([sys.executable, "-m", "sfsync.cli", "--config", str(config), "--log-format", "json", "load"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while proc.poll() is None and org.counters.get("dml_rows", 0) < max(1, int(share * total)):
+            time.sleep(0.001)
+        written = org.counters.get("dml_rows", 0)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL, "the load finished before it could be killed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert written < total * 1.5  # killed mid-load (retries and updates may write a row twice)
+
+    again = sfsync_load(config)
+    assert again.returncode == 0, again.stderr[-2000:]
+
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        assert_loaded_once(org, data, store)
+        before = org.counters["dml_rows"]
+        assert sfsync_load(config).returncode == 0
+        assert org.counters["dml_rows"] == before  # the cursor is right: nothing is sent a third time
     finally:
         store.close()

@@ -17,7 +17,7 @@ from sfsync.app import App
 from sfsync.cli import main as sfsync
 from sfsync.emulator.org import Org
 from sfsync.state import Reject
-from tests.jobs.conftest import ACCOUNT, BALANCE, EXT, ITEM, STATEMENT, Loader, file_rows
+from tests.jobs.conftest import ACCOUNT, BALANCE, EXT, ITEM, STATEMENT, Loader, file_rows, write_config
 
 
 def expected_keys(data: Path) -> dict[str, set[str]]:
@@ -82,6 +82,7 @@ def test_session_expiring_mid_run_logs_in_again(load: Loader, routed: Org, data:
 
     assert report.run.status == "succeeded"
     assert routed.counters["oauth"] >= 2  # logged in again (more than once, the session dies every 7 calls)
+    assert report.run.api_calls["relogins"] == routed.counters["oauth"] - 1  # counted with the run
     assert_complete(routed, data)
 
 
@@ -92,6 +93,23 @@ def test_burst_of_503s_is_ridden_out(load: Loader, routed: Org, data: Path) -> N
 
     assert routed.counters["http_503"] == 3
     assert report.run.status == "succeeded"
+    # Counted with the run: two 503s answered idempotent calls, which the transport sent again; one
+    # answered an insert (it may have happened), whose rows were matched by key and sent again.
+    assert report.run.api_calls["http_retries"] == 2
+    assert sum(c.get("retried", 0) for c in report.run.plain_counts().values()) > 0
+    assert_complete(routed, data)
+
+
+def test_limits_max_retries_bounds_the_retries_of_a_call(tmp_path: Path, org: Org, routed: Org, data: Path) -> None:
+    (tmp_path / "strict").mkdir()
+    config = write_config(tmp_path / "strict", org, data, extra="limits:\n  max_retries: 1\n")
+    faults(routed, http_503_burst={"start_at_call": 3, "count": 2})  # one call, answered 503 twice
+
+    assert sfsync(["--config", str(config), "load"]) == 1  # sent twice, then the run stops: rerun
+
+    assert routed.counters["http_503"] == 2
+    faults(routed)
+    assert sfsync(["--config", str(config), "load"]) == 0
     assert_complete(routed, data)
 
 
