@@ -284,7 +284,7 @@ class Loader:
         n_unchanged = int(d.unchanged.sum())
         self.run.count(sobject, unchanged=n_unchanged)
         if self.options.dry_run:
-            self._plan(sobject, mapped, d.new, d.changed, n_unchanged)
+            self._plan_batch(name, compiled, mapped, d.new.copy(), d.changed.copy(), n_unchanged)
             return
         send = d.send
         if not send.any():
@@ -456,6 +456,45 @@ class Loader:
                               for k, s, c, m in zip(kk, src, codes, msgs, strict=True)], compiled.sobject)
 
     # -- dry run ---------------------------------------------------------------------------------
+    def _plan_batch(self, biller: str, compiled: CompiledMapping, mapped: MappedBatch, new: np.ndarray,
+                    changed: np.ndarray, unchanged: int) -> None:
+        """What a real run would do with this batch, asking the org only read-only questions.
+
+        Lookups are resolved (a statement of an account the org does not have is a reject, not
+        a create); rows of objects without an External ID that the store does not know are
+        matched on their composite key (after a lost state database they would be updated);
+        records the run would create are remembered, so that later mappings' lookups of them
+        resolve as they would in the real run.
+        """
+        sobject = compiled.sobject
+        todo = np.flatnonzero(new | changed)
+        if not len(todo):
+            self._plan(sobject, mapped, new, changed, unchanged)
+            return
+        sub = replace(mapped, rows=mapped.rows.take(pa.array(todo)))
+        if mapped.lookups:
+            resolved = sub.resolve(self.resolver)
+            if len(resolved) < len(sub):
+                self._reject_frame(biller, sobject, resolved.rejects.iloc[len(sub.rejects):], "map")
+                kept = pc.is_in(sub.rows.column("_key"), resolved.rows.column("_key")).to_numpy(zero_copy_only=False)
+                new[todo[~kept]] = changed[todo[~kept]] = False
+                todo = todo[kept]
+            sub = resolved
+        fresh = new[todo]  # rows of ``sub`` the store does not know
+        if fresh.any() and not compiled.external_id and compiled.key_fields:
+            found = np.array([i is not None for i in self.writer.match_existing(
+                compiled, replace(sub, rows=sub.rows.filter(pa.array(fresh))))], dtype=bool)
+            at = todo[fresh][found]
+            new[at], changed[at] = False, True
+            fresh[np.flatnonzero(fresh)[found]] = False
+        if fresh.any():
+            rows = sub.rows.filter(pa.array(fresh))
+            placeholder = pa.array(["(would be created)"] * rows.num_rows, pa.string())
+            for f in dict.fromkeys([*compiled.key_fields, *([compiled.external_id] if compiled.external_id else [])]):
+                if f in rows.column_names:
+                    self.resolver.remember_arrays(sobject, f, rows.column(f).combine_chunks(), placeholder)
+        self._plan(sobject, mapped, new, changed, unchanged)
+
     def _plan(self, sobject: str, mapped: MappedBatch, new: np.ndarray, changed: np.ndarray, unchanged: int) -> None:
         p = self.planned[sobject]
         p.create += int(new.sum())

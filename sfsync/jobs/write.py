@@ -125,6 +125,10 @@ class Writer:
             raise
         return pd.concat(parts).loc[frame.index]
 
+    def match_existing(self, compiled: CompiledMapping, mapped: MappedBatch) -> list[str | None]:
+        """The Id of the org's record with each row's composite key, or None (read-only: a dry run's question)."""
+        return self._match(compiled, mapped, [None] * len(mapped))
+
     def _match(self, compiled: CompiledMapping, mapped: MappedBatch, known_ids: list[str | None]) -> list[str | None]:
         unknown = [i for i, k in enumerate(known_ids) if k is None]
         if not unknown or not compiled.key_fields:

@@ -371,6 +371,38 @@ def _break(data: Path) -> dict[str, Any]:
     }
 
 
+def test_dry_run_resolves_lookups_and_reports_the_rejects_a_real_run_would_have(
+        load: Loader, routed: Org, app: App, data: Path) -> None:
+    bad = _break(data)  # among others, a statement of an account nobody has (BA-999999)
+
+    dry = load(dry_run=True)
+
+    assert routed.counters["dml_rows"] == 0
+    # the accounts this run would create resolve for their statements: only the unknown one fails
+    assert dry.planned[STATEMENT].rejected == 1
+    assert dry.planned[STATEMENT].create == file_rows(data, "statements_") - 1
+    assert dry.planned[ITEM].rejected == len(bad["orphans"]) + 2  # its line items, and the two bad rows
+    reasons = {r.key: r.code for r in app.store.list_rejects(dry.run.run_id)}
+    assert reasons[f"acme:{bad['statement']['statement_id']}"] == "LOOKUP_NOT_FOUND"  # `sfsync rejects` lists them
+
+    real = load()
+    assert real.run.plain_counts()[STATEMENT]["rejected"] == dry.planned[STATEMENT].rejected
+    assert real.run.plain_counts()[ITEM]["rejected"] == dry.planned[ITEM].rejected
+
+
+def test_dry_run_after_a_lost_state_db_would_update_what_the_org_has(
+        load: Loader, routed: Org, app: App, data: Path) -> None:
+    load()
+    app.close()
+    Path(app.settings.database.url.removeprefix("sqlite:///")).unlink()
+
+    dry = load(dry_run=True)
+
+    # found on their composite key, as the real run would find them (nothing to create)
+    assert (dry.planned[BALANCE].create, dry.planned[BALANCE].update) == (0, file_rows(data, "balances_"))
+    assert (dry.planned[ACCOUNT].create, dry.planned[ACCOUNT].update) == (0, file_rows(data, "accounts"))
+
+
 def test_bad_rows_are_rejected_with_their_source_the_rest_loads(
         config: Path, routed: Org, app: App, data: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
