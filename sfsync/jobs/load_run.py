@@ -58,10 +58,13 @@ def _progress(enabled: bool) -> Iterator[Any]:
     if not enabled:
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # On stderr, beside the log: stdout keeps the summary (and `--json`) clean.
     with Progress(TextColumn("{task.description:<40}"), BarColumn(bar_width=None),
-                  TextColumn("{task.completed:>12,.0f} rows"), TimeElapsedColumn(), transient=False) as p:
+                  TextColumn("{task.completed:>12,.0f} rows"), TimeElapsedColumn(), transient=False,
+                  console=Console(stderr=True)) as p:
         yield p
 
 

@@ -345,6 +345,19 @@ def test_dry_run_writes_nothing_and_reports_what_it_would_do(load: Loader, route
     assert dry.planned[ITEM].samples  # what would be sent, for the admin to look at
 
 
+def test_progress_bars_count_each_objects_rows_on_stderr(app: App, routed: Org, data: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from sfsync.jobs.load_run import run_load
+
+    run_load(app, progress=True)
+
+    out, err = capsys.readouterr()
+    bars = {line.split()[0]: line for line in err.splitlines() if line.split() and line.split()[0] in (ACCOUNT, ITEM)}
+    assert f"{file_rows(data, 'line_items_'):,} rows" in bars[ITEM]
+    assert f"{file_rows(data, 'accounts'):,} rows" in bars[ACCOUNT]
+    assert "rows" not in out  # stdout is left to the summary
+
+
 def test_dry_run_through_the_cli_prints_would_create(config: Path, routed: Org,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(config, "load", "--dry-run") == 0
