@@ -236,7 +236,10 @@ class Loader:
                         part = part.updated(rows, self.store.scan_states(
                             biller.name, compiled.sobject, with_ids=window.with_ids,
                             hashes=(khash[at + rows], None if check is None else check[at + rows])))
-                self._settle(biller.name, compiled, item.mapped, item.hashes, part, deferred)
+                # The key hashes the scan used travel with the rows: the state store files the
+                # sent rows by them, without hashing every key again.
+                mapped = replace(item.mapped, rows=item.mapped.rows.append_column("_khash", pa.array(khash[at:at + n])))
+                self._settle(biller.name, compiled, mapped, item.hashes, part, deferred)
                 at += n
             item.mapped = None
             self._done(biller, compiled, item)
@@ -315,6 +318,8 @@ class Loader:
         with self._stage("frame"):
             frame = mapped.to_csv_frame()
             keys = mapped.rows.column("_key").combine_chunks()
+            khash = (mapped.rows.column("_khash").combine_chunks().to_numpy()
+                     if "_khash" in mapped.rows.column_names else None)
             sources = mapped.rows.column("_source").combine_chunks()
         try:
             with self._stage("send"):
@@ -328,21 +333,24 @@ class Loader:
             if partial is not None and len(partial):
                 pos = frame.index.get_indexer(partial.index)
                 at = pa.array(pos)
-                self._record(biller, compiled, frame.iloc[pos], keys.take(at), sources.take(at), hashes[pos], partial)
+                self._record(biller, compiled, frame.iloc[pos], keys.take(at), sources.take(at), hashes[pos], partial,
+                             None if khash is None else khash[pos])
             raise
         for point in ("load.after_send", f"load.after_send.{sobject}"):  # kill -9 rehearsals (tests)
             crash_point(point)
-        self._record(biller, compiled, frame, keys, sources, hashes, results)
+        self._record(biller, compiled, frame, keys, sources, hashes, results, khash)
 
     # -- recording -----------------------------------------------------------------------------
     def _record(self, biller: str, compiled: CompiledMapping, frame: pd.DataFrame,
-                keys: pa.Array, sources: pa.Array, hashes: np.ndarray, results: pd.DataFrame) -> None:
+                keys: pa.Array, sources: pa.Array, hashes: np.ndarray, results: pd.DataFrame,
+                khash: np.ndarray | None = None) -> None:
         sobject = compiled.sobject
         with self._stage("record"):
             ok = results["success"].fillna(False).to_numpy(dtype=bool)
             ids = results["id"].to_numpy(dtype=object)
         with self._stage("state"):
-            self.store.put_state_arrays(biller, sobject, keys.filter(pa.array(ok)), ids[ok], hashes[ok], self.run.run_id)
+            self.store.put_state_arrays(biller, sobject, keys.filter(pa.array(ok)), ids[ok], hashes[ok], self.run.run_id,
+                                        key_hashes=None if khash is None else khash[ok])
         with self._stage("record"):
             self._record_rest(biller, compiled, frame, keys, sources, results, ok, ids)
 
@@ -503,7 +511,7 @@ class Loader:
         if len(p.samples) < 5:
             take = np.flatnonzero(new | changed)[: 5 - len(p.samples)]
             for row in mapped.rows.take(pa.array(take)).to_pylist():
-                p.samples.append({k: v for k, v in row.items() if v is not None})
+                p.samples.append({k: v for k, v in row.items() if v is not None and k != "_khash"})
         self.run.count(sobject, would_create=int(new.sum()), would_update=int(changed.sum()))
 
     def _progress(self, sobject: str, n: int) -> None:

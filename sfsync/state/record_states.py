@@ -142,11 +142,15 @@ class RecordStates:
         return self.put_state_arrays(biller, sobject, list(keys), list(ids), np.asarray(hashes, dtype=np.int64), run_id)
 
     def put_state_arrays(self, biller: str, sobject: str, keys: pa.Array | pa.ChunkedArray | Sequence[str],
-                         sf_ids: pa.Array | Sequence[str | None] | np.ndarray, hashes: np.ndarray, run_id: int) -> int:
-        """Record states given as columns (the bulk path of a load): one segment, one INSERT."""
+                         sf_ids: pa.Array | Sequence[str | None] | np.ndarray, hashes: np.ndarray, run_id: int,
+                         key_hashes: np.ndarray | None = None) -> int:
+        """Record states given as columns (the bulk path of a load): one segment, one INSERT.
+
+        ``key_hashes``: :func:`segments.key_hashes` of ``keys`` when the caller has them already.
+        """
         if len(keys) == 0:
             return 0
-        table = segments.build(keys, sf_ids, hashes)
+        table = segments.build(keys, sf_ids, hashes, key_hashes)
         self._append(biller, sobject, table, run_id)
         return len(keys)
 

@@ -59,17 +59,20 @@ def check_hashes(keys: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray
 
 
 def build(keys: pa.Array | pa.ChunkedArray | Sequence[str], sf_ids: pa.Array | Sequence[str | None] | np.ndarray,
-          hashes: np.ndarray | Sequence[int | None]) -> pa.Table:
+          hashes: np.ndarray | Sequence[int | None], khashes: np.ndarray | None = None) -> pa.Table:
     """A segment's table: one state per distinct key (the last given wins), sorted by key hash.
 
-    ``hashes`` may hold None (a tombstone) when given as a sequence.
+    ``hashes`` may hold None (a tombstone) when given as a sequence; ``khashes`` are the keys'
+    :func:`key_hashes` when the caller has them (a load's window computed them for its scan).
     """
     key_arr = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(keys, pa.string())
     if isinstance(key_arr, pa.ChunkedArray):
         key_arr = key_arr.combine_chunks()
     key_arr = key_arr.cast(pa.string())
     n = len(key_arr)
-    kh = key_hashes(key_arr)
+    kh = key_hashes(key_arr) if khashes is None else np.asarray(khashes, dtype=np.uint64)
+    if len(kh) != n:
+        raise ValueError(f"{len(kh)} key hashes for {n} keys")
     # Sort by key hash, then keep the last given of equal keys: the order given is the order written.
     order = np.argsort(kh)  # not stable (5x faster): the largest index of each group is the last given
     kh = kh[order]

@@ -63,3 +63,15 @@ def test_probe_finds_the_latest_write_whatever_was_merged(segments: list[list[tu
 def test_one_write_of_a_key_twice_keeps_the_last() -> None:
     table = build(["a", "b", "a"], ["1", "2", "3"], np.array([1, 2, 3], dtype=np.int64))
     assert dict(zip(table.column("key").to_pylist(), table.column("hash").to_pylist(), strict=True)) == {"a": 3, "b": 2}
+
+
+def test_build_with_the_callers_key_hashes_is_the_same_segment() -> None:
+    import pytest
+
+    keys = ["acme:LI-3", "acme:LI-1", "acme:LI-2", "acme:LI-1"]
+    ids, hashes = ["a3", "a1", "a2", "b1"], np.array([3, 1, 2, 11], dtype=np.int64)
+    given_ = build(keys, ids, hashes, segments_key_hashes(keys))
+    assert given_.equals(build(keys, ids, hashes))
+    assert given_.column("sf_id").to_pylist().count("b1") == 1  # the last of a repeated key wins, as without
+    with pytest.raises(ValueError, match="3 key hashes for 4 keys"):
+        build(keys, ids, hashes, segments_key_hashes(keys[:3]))
