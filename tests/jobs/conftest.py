@@ -32,7 +32,8 @@ CASE = "Case"
 EXT = "vlocity_cmt__ExternalID__c"
 
 
-def write_config(base: Path, org_or_emulator: Org | Path, data: Path, *, extra: str = "") -> Path:
+def write_config(base: Path, org_or_emulator: Org | Path, data: Path, *, extra: str = "",
+                 mappings: Path = MAPPINGS) -> Path:
     """An ``sfsync.yaml``: the org (in-process credentials, or ``emulator: DIR``), SQLite, one files biller."""
     if isinstance(org_or_emulator, Path):
         sf = f"salesforce:\n  emulator: {org_or_emulator}\n  describe_cache_dir: {base / 'describe'}\n"
@@ -48,7 +49,7 @@ def write_config(base: Path, org_or_emulator: Org | Path, data: Path, *, extra: 
     cfg.write_text(
         sf
         + f"database:\n  url: 'sqlite:///{base / 'state.db'}'\n"
-        + f"billers:\n  - name: acme\n    kind: files\n    path: {data}\n    mappings: ['{MAPPINGS}/*.yaml']\n"
+        + f"billers:\n  - name: acme\n    kind: files\n    path: {data}\n    mappings: ['{mappings}/*.yaml']\n"
         + "load:\n  trim_date: org\n"
         + extra,
         encoding="utf-8")
@@ -90,6 +91,24 @@ def data(tmp_path: Path) -> Path:
     d = tmp_path / "acme"
     generate(d, accounts=ACCOUNTS, months=MONTHS, seed=SEED)
     return d
+
+
+def bulk_mappings(base: Path) -> Path:
+    """The shipped mappings with line items forced through Bulk API 1.0 Serial.
+
+    A real month's line items (thousands) go through Bulk 1.0 under ``api: auto, serial: true``;
+    the tests' few hundred would take REST Collections, so the Bulk path is forced here.
+    """
+    out = base / "mappings-bulk"
+    out.mkdir(exist_ok=True)
+    for p in MAPPINGS.glob("*.yaml"):
+        text = p.read_text(encoding="utf-8")
+        if p.name == "line_items.yaml":
+            forced = text.replace("load: {api: auto,", "load: {api: bulk1,")
+            assert forced != text, "line_items.yaml no longer says `load: {api: auto, ...}`"
+            text = forced
+        (out / p.name).write_text(text, encoding="utf-8")
+    return out
 
 
 @pytest.fixture
