@@ -273,6 +273,9 @@ def run_dml(
         if err is not None:
             errors[i] = err
             continue
+        if target is None and match_field is not None and org.faults.upsert_raced(obj.name):
+            errors[i] = _lost_race(org, obj, match_field, vals, required)
+            continue
         if lock_rate and org.faults.lock_error():
             errors[i] = _lock_error(target or "")
             continue
@@ -308,6 +311,18 @@ def run_dml(
             results.append(DmlResult(target, True, False, []))
     org._note_rows(api, n)
     return results
+
+
+def _lost_race(org: Org, obj: SObjectType, match_field: FieldDef, vals: dict[str, Any], required: list[str]) -> SfError:
+    """The ``concurrent_upsert`` fault: another writer created this External ID a moment before.
+
+    The record it creates holds the External ID and the required fields only, so a caller that
+    took DUPLICATE_VALUE for success (or dropped the row) leaves it visibly short of its values.
+    """
+    first = {name: vals[name] for name in (match_field.name, *required) if name in vals}
+    rid = org._apply_insert(obj, first, org._now())
+    return SfError("DUPLICATE_VALUE",
+                   f"duplicate value found: {match_field.name} duplicates value on record with id: {rid}", [])
 
 
 def _lock_error(record_id: str) -> SfError:

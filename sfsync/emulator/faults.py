@@ -35,7 +35,7 @@ import yaml
 
 _KNOWN = frozenset({
     "seed", "lock_error_rate", "lock_contention", "session_expire_after_calls", "http_503_burst",
-    "daily_request_limit", "bulk_job_in_progress_polls", "bulk_job_fail",
+    "daily_request_limit", "bulk_job_in_progress_polls", "bulk_job_fail", "concurrent_upsert",
 })
 
 
@@ -51,11 +51,13 @@ class Faults:
     daily_request_limit: int | None = None
     bulk_job_in_progress_polls: int = 0
     bulk_job_fail: dict[str, Any] = field(default_factory=dict)
+    concurrent_upsert: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
         self._jobs_failed = 0
+        self._races = 0
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod
@@ -119,6 +121,29 @@ class Faults:
             return True
         with self._lock:
             return self._rng.random() < probability
+
+    def upsert_raced(self, sobject: str) -> bool:
+        """Whether another writer creates this upsert's new External ID first (``concurrent_upsert``).
+
+        Two upserts of one new External ID at the same moment (a webhook refresh during a load):
+        Salesforce creates the record for one and answers the other DUPLICATE_VALUE. Knob:
+        ``{object, rate (default 1.0), times (default: no limit)}``.
+        """
+        rule = self.concurrent_upsert
+        if not rule or (rule.get("object") and str(rule["object"]).lower() != sobject.lower()):
+            return False
+        with self._lock:
+            if rule.get("times") is not None and self._races >= int(rule["times"]):
+                return False
+            if self._rng.random() >= float(rule.get("rate", 1.0)):
+                return False
+            self._races += 1
+            return True
+
+    @property
+    def upserts_raced(self) -> int:
+        """How many upsert rows ``concurrent_upsert`` has answered DUPLICATE_VALUE so far."""
+        return self._races
 
     def http_503(self, call_number: int) -> bool:
         """Whether API call number ``call_number`` (1-based, all kinds) answers 503."""

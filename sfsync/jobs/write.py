@@ -79,11 +79,11 @@ class Writer:
             return res
         again = self.client.write_frame(compiled.sobject, "upsert", part[dup], external_id_field=external_id,
                                         api="rest" if dup.sum() < 2000 else compiled.load.api, parent_column=parent)
-        again["retried"] = again["retried"].fillna(0).astype(int) + 1
+        again["retried"] = again["retried"].fillna(0).astype(res["retried"].dtype) + 1
         res = res.copy()
-        res.loc[again.index, list(again.columns)] = again
-        self.run.count(compiled.sobject, retried=int(dup.sum()))
-        return res
+        for col in again.columns:  # column by column: each keeps the dtype of the first answer
+            res.loc[again.index, col] = again[col].to_numpy(dtype=res[col].dtype if col in res else None)
+        return res  # counted as retried where the rows are recorded (their ``retried`` column)
 
     def write_matched(self, compiled: CompiledMapping, mapped: MappedBatch, frame: pd.DataFrame,
                        known_ids: list[str | None]) -> pd.DataFrame:

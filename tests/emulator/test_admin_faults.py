@@ -83,6 +83,21 @@ def test_daily_request_limit(sf: Any, org: Org) -> None:
     assert exc.value.content[0] == {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
 
 
+def test_concurrent_upsert_loses_the_race_for_a_new_external_id(sf: Any, org: Org) -> None:
+    org.faults.update({"concurrent_upsert": {"object": "Account", "times": 1}})
+    with pytest.raises(SalesforceError) as exc:
+        sf.Account.upsert("AccountNumber/N-1", {"Name": "Acme", "Phone": "555"})
+    assert exc.value.content[0]["errorCode"] == "DUPLICATE_VALUE"
+    (first,) = org.records("Account")  # the other writer's record: External ID and required fields only
+    assert exc.value.content[0]["message"] == (
+        f"duplicate value found: AccountNumber duplicates value on record with id: {first['Id']}")
+    assert first["AccountNumber"] == "N-1" and first["Name"] == "Acme" and first.get("Phone") is None
+    assert sf.Account.upsert("AccountNumber/N-1", {"Name": "Acme", "Phone": "555"}) == 200  # updated: times used up
+    assert [(r["Id"], r["Phone"]) for r in org.records("Account")] == [(first["Id"], "555")]
+    assert sf.Account.upsert("AccountNumber/N-2", {"Name": "Other"}) == 201
+    assert not Faults.from_dict({"concurrent_upsert": {"object": "Case"}}).upsert_raced("Account")
+
+
 def test_bulk_job_fail_rule() -> None:
     faults = Faults.from_dict({"bulk_job_fail": {"object": "Account", "operation": "insert", "message": "boom"}})
     assert faults.job_failure("Case", "insert") is None
