@@ -88,3 +88,27 @@ def test_run_id_is_on_every_event(tmp_path: Path) -> None:
     log.get_logger().info("after")
     a, b = (json.loads(x) for x in buf.getvalue().splitlines())
     assert a["run_id"] == 42 and a["job"] == "load" and "run_id" not in b
+
+
+def test_a_stopped_emulator_is_named_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "emu").mkdir()
+    url = f"https://127.0.0.1:{port}"
+    (tmp_path / "emu" / "connection.json").write_text(json.dumps(
+        {"instance_url": url, "login_url": url, "username": "u", "password": "p", "access_token": "t"}))
+    (tmp_path / "data").mkdir()
+    config = tmp_path / "sfsync.yaml"
+    config.write_text(f"salesforce: {{emulator: {tmp_path}/emu}}\ndatabase: {{url: 'sqlite:///{tmp_path}/s.db'}}\n"
+                      f"billers: [{{name: acme, kind: files, path: {tmp_path}/data, mappings: ['mappings/files/*.yaml']}}]\n"
+                      "limits: {max_retries: 0}\n")
+    out = subprocess.run([sys.executable, "-m", "sfsync.cli", "--config", str(config), "load"],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"sfsync: error: connection to Salesforce at {url} failed: ConnectionError (connection refused: nothing "
+        "listens there; is the emulator running? `sfsync emulator serve`)")
+    assert "Traceback" not in out.stderr

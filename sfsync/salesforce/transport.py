@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from salesforce_bulk import SalesforceBulk
@@ -131,6 +132,23 @@ def _error_message(content: Any) -> str:
     return str(content)[:500]
 
 
+def _where(exc: requests.RequestException) -> str:
+    """" at scheme://host:port" of the request that failed, when known (never a path or query)."""
+    url = getattr(getattr(exc, "request", None), "url", None)
+    if not url:
+        return ""
+    parts = urlsplit(str(url))
+    return f" at {parts.scheme}://{parts.netloc}" if parts.netloc else ""
+
+
+def _refused_hint(exc: requests.RequestException) -> str:
+    """For a refused connection to this machine: most likely the local emulator is not running."""
+    url = str(getattr(getattr(exc, "request", None), "url", None) or "")
+    if "refused" in str(exc).lower() and urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
+        return " (connection refused: nothing listens there; is the emulator running? `sfsync emulator serve`)"
+    return ""
+
+
 def _classify(exc: BaseException, retry_after: float | None) -> _Failure | None:
     if isinstance(exc, SalesforceExpiredSession):
         return _Failure("session", "Salesforce session expired (INVALID_SESSION_ID)")
@@ -159,7 +177,7 @@ def _classify(exc: BaseException, retry_after: float | None) -> _Failure | None:
         return _Failure("transient", "cannot reach Salesforce: ConnectTimeout", unsent=True)
     if isinstance(exc, requests.ConnectionError):
         # Also raised when the connection drops after the request went out.
-        return _Failure("transient", f"connection to Salesforce failed: {type(exc).__name__}")
+        return _Failure("transient", f"connection to Salesforce{_where(exc)} failed: {type(exc).__name__}{_refused_hint(exc)}")
     if isinstance(exc, requests.Timeout):
         return _Failure("transient", f"Salesforce did not answer in time: {type(exc).__name__}")
     return None
