@@ -201,7 +201,7 @@ def load_section(r: dict[str, Any], command: str, baseline: dict[str, Any] | Non
         "row's text; state = the state store: the stored hashes of a window's keys, one pass over the object's "
         "segments per window of up to 250,000 rows (none asked on a first load), and each sent batch's states "
         "written back as one segment; diff = comparing them; frame = the rows as the CSV to send; send = Bulk API calls, polls and "
-        "result parsing (line items: Bulk API 1.0 Serial, 10,000-row batches, as the shipped mapping says); "
+        "result parsing (line items: Bulk API 1.0 Serial, 10,000-row batches, as the shipped mapping says for 2,000 rows and more); "
         "record = results to rows, rejects, counts.",
         "",
         f"Peak RSS as each object finished — first load: {peaks(first)}; 5% run: {peaks(five)}.",
