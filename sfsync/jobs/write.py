@@ -97,7 +97,11 @@ class Writer:
         ids = self._match(compiled, mapped, known_ids)
         for attempt in range(INSERT_RECOVERIES + 1):
             try:
-                return self._write_split(compiled, frame, ids)
+                res = self._write_split(compiled, frame, ids)
+                if attempt:  # every row was sent again: retried, counted once where the rows are recorded
+                    res = res.copy()
+                    res["retried"] = np.maximum(res["retried"].fillna(0).to_numpy(dtype=np.int64), 1)
+                return res
             except TransientError as exc:
                 if attempt == INSERT_RECOVERIES or not compiled.key_fields:
                     raise
@@ -105,7 +109,6 @@ class Writer:
                                     sobject=compiled.sobject, error=str(exc))
                 self._matchers.pop(compiled.sobject, None)
                 ids = self._match(compiled, mapped, known_ids)
-                self.run.count(compiled.sobject, retried=len(frame))
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def _write_split(self, compiled: CompiledMapping, frame: pd.DataFrame, ids: list[str | None]) -> pd.DataFrame:
