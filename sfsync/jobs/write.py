@@ -3,6 +3,7 @@
 Part of ``sfsync load`` (``load.py`` decides what to send; this sends it and returns one
 result per row, aligned with the frame given): upserts retried once on ``DUPLICATE_VALUE``
 (a concurrent refresh created the record), inserts of objects without an External ID
+fenced against another process inserting the same keys (``sfsync/state/fence.py``) and
 recovered by matching on the composite key after a failure in flight, a bulk job that failed
 twice turned into per-row rejects.
 """
@@ -17,6 +18,7 @@ import pyarrow as pa
 
 from sfsync.errors import BudgetExhausted, TerminalError, TransientError
 from sfsync.jobs.match import CompositeMatcher
+from sfsync.state.fence import WAIT_SECONDS, InsertFence
 
 if TYPE_CHECKING:
     from sfsync.jobs.runner import RunContext
@@ -32,11 +34,14 @@ SEND_SLICE = 200_000  # rows per write call: bounds memory, one Bulk job each
 class Writer:
     """Writes frames of one run's rows; keeps the run's composite-key matchers and master fields."""
 
-    def __init__(self, client: SalesforceClient, run: RunContext, logger: Any) -> None:
+    def __init__(self, client: SalesforceClient, run: RunContext, logger: Any,
+                 fence_wait: float = WAIT_SECONDS) -> None:
         self.client = client
         self.run = run
         self.logger = logger
+        self.fence_wait = fence_wait
         self._matchers: dict[str, CompositeMatcher] = {}
+        self._fenced_at: dict[str, int] = {}  # sObject → the insert generation its matcher has seen
         self._parents: dict[str, dict[str, str]] = {}
 
     def write(self, compiled: CompiledMapping, operation: str, frame: pd.DataFrame,
@@ -93,7 +98,31 @@ class Writer:
         (a 503, a dropped connection): it may have happened. Ask the org again by composite key
         (a fresh matcher: the run's cache predates the attempt) and send again: what was
         created is updated, not duplicated.
+
+        Rows that may be inserted are matched and sent inside the object's insert fence, so
+        that another process (a refresh during a load) inserting the same keys cannot slip in
+        between the match and the insert; a matcher whose cache predates another process's
+        inserts is dropped first.
         """
+        if not compiled.key_fields or all(k is not None for k in known_ids):
+            return self._write_matched(compiled, mapped, frame, known_ids)  # updates by Id only
+        sobject = compiled.sobject
+        with InsertFence(self.run.store, sobject, wait_seconds=self.fence_wait) as fence:
+            if self._fenced_at.get(sobject) != fence.generation:
+                self._matchers.pop(sobject, None)  # another process inserted since: ask the org again
+            try:
+                res = self._write_matched(compiled, mapped, frame, known_ids)
+            finally:
+                self._fenced_at.pop(sobject, None)
+            if res["created"].fillna(False).to_numpy(dtype=bool).any():
+                fence.inserted()
+        if fence.waited > 1:
+            self.logger.info("waited for another process's inserts", sobject=sobject, seconds=round(fence.waited, 1))
+        self._fenced_at[sobject] = fence.generation  # its own inserts: the state store knows them
+        return res
+
+    def _write_matched(self, compiled: CompiledMapping, mapped: MappedBatch, frame: pd.DataFrame,
+                       known_ids: list[str | None]) -> pd.DataFrame:
         ids = self._match(compiled, mapped, known_ids)
         for attempt in range(INSERT_RECOVERIES + 1):
             try:

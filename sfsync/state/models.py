@@ -148,3 +148,10 @@ run_locks = Table(
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
 )
+
+insert_fences = Table(  # sfsync/state/fence.py
+    "insert_fences",
+    metadata,
+    Column("name", String(200), primary_key=True),  # the sObject
+    Column("generation", BigInteger, nullable=False),  # bumped by each fenced write that inserted
+)

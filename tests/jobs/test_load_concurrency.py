@@ -1,26 +1,34 @@
-"""A webhook refresh upserting the same new External IDs during the monthly load.
+"""A webhook refresh writing the same new records during the monthly load.
 
-Salesforce answers the loser of two simultaneous upserts of one new External ID with
+Upserted by External ID: Salesforce answers the loser of two simultaneous upserts of one new External ID with
 DUPLICATE_VALUE; by then the record exists. The emulator's ``concurrent_upsert`` fault plays the
 other writer: it creates the record first (External ID and required fields only) and answers
 the load's row DUPLICATE_VALUE. The load upserts those rows again, so no DUPLICATE_VALUE
 reaches the admin and none of the load's values is lost.
+
+Without an External ID (balances: account + date), the org has no key to refuse a second
+insert: inserts take the object's fence (``sfsync/state/fence.py``), and a load whose matcher
+cache predates another process's inserts asks the org again.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pyarrow.csv as pacsv
 import pytest
 
 from sfsync.app import App
 from sfsync.emulator.org import Org
 from sfsync.emulator.testing import route_requests
+from sfsync.jobs import load as load_module
 from sfsync.jobs.load import LoadOptions
 from sfsync.jobs.load_run import run_load
-from tests.jobs.conftest import EXT, ITEM, STATEMENT, bulk_mappings, write_config
+from sfsync.state.fence import InsertFence, generation
+from tests.jobs.conftest import BALANCE, EXT, ITEM, STATEMENT, Loader, bulk_mappings, file_rows, write_config
 
 SYSTEM = {"Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", "CreatedById", "LastModifiedById", "OwnerId"}
 SF_ID = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
@@ -66,3 +74,37 @@ def test_upserts_that_lose_a_race_for_a_new_external_id_are_upserted_again(
     assert counts["updated"] == lost  # the other writer created them; the load updated them
     for obj in (STATEMENT, ITEM):  # no duplicates, nothing missing, every value the load's
         assert content(raced, obj) == content(clean, obj)
+
+
+def test_a_balance_a_refresh_inserted_during_the_load_is_updated_not_duplicated(
+        load: Loader, routed: Org, data: Path, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    # February's balance of one account, which the load sends in its second balance batch.
+    feb = pacsv.read_csv(data / "balances_202602.csv").slice(0, 1).to_pylist()[0]
+    refreshed: list[str] = []
+    crash_point = load_module.crash_point
+
+    def refresh_between_sends(point: str) -> None:
+        # After the load's first balance send (January), a refresh of that account inserts its
+        # February balance, as sfsync's own refresh does it: inside the balances' fence.
+        if point == f"load.after_send.{BALANCE}" and not refreshed:
+            account = next(r for r in routed.records("Account") if r["AccountNumber"] == feb["account_number"])
+            with InsertFence(app.store, BALANCE) as fence:
+                (res,) = routed.dml(BALANCE, "insert", [{"vlocity_cmt__AccountId__c": account["Id"],
+                                                        "vlocity_cmt__Date__c": str(feb["balance_date"]),
+                                                        "vlocity_cmt__Balance__c": 0}])
+                fence.inserted()
+            refreshed.append(str(res.id))
+        crash_point(point)
+
+    monkeypatch.setattr(load_module, "crash_point", refresh_between_sends)
+    report = load()
+
+    assert refreshed and report.run.status == "succeeded"
+    balances = routed.records(BALANCE)
+    pairs = Counter((b["vlocity_cmt__AccountId__c"], str(b["vlocity_cmt__Date__c"])[:10]) for b in balances)
+    assert max(pairs.values()) == 1 and len(balances) == file_rows(data, "balances_")  # no duplicate
+    mine = next(b for b in balances if b["Id"] == refreshed[0])
+    assert float(mine["vlocity_cmt__Balance__c"]) == float(feb["balance"])  # the load updated the refresh's record
+    counts = report.run.plain_counts()[BALANCE]
+    assert counts["created"] == len(balances) - 1 and counts["updated"] == 1
+    assert generation(app.store, BALANCE) == 3  # the load's two inserting sends and the refresh's
