@@ -16,6 +16,7 @@ import pytest
 
 from sfsync.app import App
 from sfsync.emulator.org import Org
+from sfsync.emulator.server import run_in_thread
 from sfsync.emulator.testing import DEFAULT_HOST, route_requests
 from sfsync.jobs.load import LoadOptions
 from sfsync.jobs.load_run import LoadReport, run_load
@@ -33,7 +34,7 @@ EXT = "vlocity_cmt__ExternalID__c"
 
 
 def write_config(base: Path, org_or_emulator: Org | Path, data: Path, *, extra: str = "",
-                 mappings: Path = MAPPINGS) -> Path:
+                 mappings: Path = MAPPINGS, more_billers: dict[str, Path] | None = None) -> Path:
     """An ``sfsync.yaml``: the org (in-process credentials, or ``emulator: DIR``), SQLite, one files biller."""
     if isinstance(org_or_emulator, Path):
         sf = f"salesforce:\n  emulator: {org_or_emulator}\n  describe_cache_dir: {base / 'describe'}\n"
@@ -49,7 +50,9 @@ def write_config(base: Path, org_or_emulator: Org | Path, data: Path, *, extra: 
     cfg.write_text(
         sf
         + f"database:\n  url: 'sqlite:///{base / 'state.db'}'\n"
-        + f"billers:\n  - name: acme\n    kind: files\n    path: {data}\n    mappings: ['{mappings}/*.yaml']\n"
+        + "billers:\n"
+        + "".join(f"  - name: {name}\n    kind: files\n    path: {path}\n    mappings: ['{mappings}/*.yaml']\n"
+                  for name, path in {"acme": data, **(more_billers or {})}.items())
         + "load:\n  trim_date: org\n"
         + extra,
         encoding="utf-8")
@@ -74,6 +77,18 @@ def _no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
 def org() -> Org:
     """A fresh, empty emulator org."""
     return Org()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Org, Path]]:
+    """An org served over loopback HTTPS from a thread; its state dir holds connection.json."""
+    state = tmp_path / "emulator"
+    org = Org(state_dir=state)
+    handle = run_in_thread(org, state_dir=state)
+    try:
+        yield org, state
+    finally:
+        handle.stop()
 
 
 @pytest.fixture

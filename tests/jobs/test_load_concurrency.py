@@ -1,19 +1,23 @@
-"""A webhook refresh writing the same new records during the monthly load.
+"""Another writer (a webhook refresh, another biller's load) writing the same new records during a load.
 
-Upserted by External ID: Salesforce answers the loser of two simultaneous upserts of one new External ID with
-DUPLICATE_VALUE; by then the record exists. The emulator's ``concurrent_upsert`` fault plays the
+Upserted by External ID: Salesforce answers the loser of two simultaneous upserts of one new
+External ID with DUPLICATE_VALUE; by then the record exists. The emulator's ``concurrent_upsert`` fault plays the
 other writer: it creates the record first (External ID and required fields only) and answers
 the load's row DUPLICATE_VALUE. The load upserts those rows again, so no DUPLICATE_VALUE
 reaches the admin and none of the load's values is lost.
 
 Without an External ID (balances: account + date), the org has no key to refuse a second
 insert: inserts take the object's fence (``sfsync/state/fence.py``), and a load whose matcher
-cache predates another process's inserts asks the org again.
+cache predates another process's inserts asks the org again. Two real processes racing over an
+emulator served on loopback show it end to end.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,8 +31,20 @@ from sfsync.emulator.testing import route_requests
 from sfsync.jobs import load as load_module
 from sfsync.jobs.load import LoadOptions
 from sfsync.jobs.load_run import run_load
+from sfsync.state import StateStore
 from sfsync.state.fence import InsertFence, generation
-from tests.jobs.conftest import BALANCE, EXT, ITEM, STATEMENT, Loader, bulk_mappings, file_rows, write_config
+from tests.jobs.conftest import (
+    ACCOUNT,
+    BALANCE,
+    EXT,
+    ITEM,
+    ROOT,
+    STATEMENT,
+    Loader,
+    bulk_mappings,
+    file_rows,
+    write_config,
+)
 
 SYSTEM = {"Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", "CreatedById", "LastModifiedById", "OwnerId"}
 SF_ID = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
@@ -108,3 +124,29 @@ def test_a_balance_a_refresh_inserted_during_the_load_is_updated_not_duplicated(
     counts = report.run.plain_counts()[BALANCE]
     assert counts["created"] == len(balances) - 1 and counts["updated"] == 1
     assert generation(app.store, BALANCE) == 3  # the load's two inserting sends and the refresh's
+
+
+def test_two_billers_loading_the_same_accounts_at_once_insert_each_account_and_balance_once(
+        served: tuple[Org, Path], data: Path, tmp_path: Path) -> None:
+    # Two billers whose files name the same accounts, loaded by two processes at the same time:
+    # accounts (by number) and balances (account + date) have no External ID, so only the insert
+    # fences keep the second process from inserting what the first is inserting.
+    org, state = served
+    beta = tmp_path / "beta"
+    shutil.copytree(data, beta)
+    config = write_config(tmp_path, state, data, more_billers={"beta": beta})
+    StateStore(f"sqlite:///{tmp_path / 'state.db'}").close()  # migrated once, before the race
+
+    procs = [subprocess.Popen([sys.executable, "-m", "sfsync.cli", "--config", str(config), "--log-format", "json",
+                               "load", "--biller", name], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for name in ("acme", "beta")]
+    outs = [p.communicate(timeout=120) for p in procs]
+
+    assert [p.returncode for p in procs] == [0, 0], [err[-800:] for _, err in outs]
+    accounts = org.records(ACCOUNT)
+    assert len(accounts) == file_rows(data, "accounts")
+    assert max(Counter(r["AccountNumber"] for r in accounts).values()) == 1
+    balances = org.records(BALANCE)
+    pairs = Counter((b["vlocity_cmt__AccountId__c"], str(b["vlocity_cmt__Date__c"])[:10]) for b in balances)
+    assert len(pairs) == file_rows(data, "balances_") and max(pairs.values()) == 1
+    assert len(org.records(STATEMENT)) == 2 * file_rows(data, "statements_")  # External IDs carry the biller

@@ -19,13 +19,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sfsync.emulator.org import Org
-from sfsync.emulator.server import run_in_thread
 from sfsync.state import StateStore
 from tests.jobs.conftest import ACCOUNT, BALANCE, CASE, EXT, ITEM, ROOT, STATEMENT, file_rows, write_config
 
@@ -36,18 +34,6 @@ CRASH_POINTS = [
     "load.mid_file.vlocity_cmt__StatementLineItem__c",
     "load.after_send.vlocity_cmt__StatementLineItem__c",
 ]
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Org, Path]]:
-    """An org served over loopback HTTPS from a thread; its state dir holds connection.json."""
-    state = tmp_path / "emulator"
-    org = Org(state_dir=state)
-    handle = run_in_thread(org, state_dir=state)
-    try:
-        yield org, state
-    finally:
-        handle.stop()
 
 
 def sfsync_load(config: Path, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -143,3 +129,4 @@ def test_sigkill_from_outside_while_rows_are_being_written_then_the_same_command
         assert org.counters["dml_rows"] == before  # the cursor is right: nothing is sent a third time
     finally:
         store.close()
+
