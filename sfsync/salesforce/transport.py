@@ -132,21 +132,18 @@ def _error_message(content: Any) -> str:
     return str(content)[:500]
 
 
-def _where(exc: requests.RequestException) -> str:
-    """" at scheme://host:port" of the request that failed, when known (never a path or query)."""
-    url = getattr(getattr(exc, "request", None), "url", None)
-    if not url:
-        return ""
-    parts = urlsplit(str(url))
-    return f" at {parts.scheme}://{parts.netloc}" if parts.netloc else ""
+def _connection_failed(exc: requests.ConnectionError) -> _Failure:
+    """A failed connection, naming the host tried (scheme://host:port only, never a path or query).
 
-
-def _refused_hint(exc: requests.RequestException) -> str:
-    """For a refused connection to this machine: most likely the local emulator is not running."""
-    url = str(getattr(getattr(exc, "request", None), "url", None) or "")
-    if "refused" in str(exc).lower() and urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
-        return " (connection refused: nothing listens there; is the emulator running? `sfsync emulator serve`)"
-    return ""
+    A refused connection never sent the request, so even an insert may be sent again; refused on
+    this machine, most likely the local emulator is not running.
+    """
+    parts = urlsplit(str(getattr(getattr(exc, "request", None), "url", None) or ""))
+    where = f" at {parts.scheme}://{parts.netloc}" if parts.netloc else ""
+    refused = "refused" in str(exc).lower()
+    hint = (" (connection refused: nothing listens there; is the emulator running? `sfsync emulator serve`)"
+            if refused and parts.hostname in ("127.0.0.1", "localhost", "::1") else "")
+    return _Failure("transient", f"connection to Salesforce{where} failed: {type(exc).__name__}{hint}", unsent=refused)
 
 
 def _classify(exc: BaseException, retry_after: float | None) -> _Failure | None:
@@ -177,7 +174,7 @@ def _classify(exc: BaseException, retry_after: float | None) -> _Failure | None:
         return _Failure("transient", "cannot reach Salesforce: ConnectTimeout", unsent=True)
     if isinstance(exc, requests.ConnectionError):
         # Also raised when the connection drops after the request went out.
-        return _Failure("transient", f"connection to Salesforce{_where(exc)} failed: {type(exc).__name__}{_refused_hint(exc)}")
+        return _connection_failed(exc)
     if isinstance(exc, requests.Timeout):
         return _Failure("transient", f"Salesforce did not answer in time: {type(exc).__name__}")
     return None
